@@ -1,0 +1,78 @@
+"""The arithmetic of cost: parameters, FLOPs, achieved FLOP/s, MFU and memory, in one place.
+
+FLOP conventions (stated in every report):
+- transformer: PaLM / nanoGPT per-token training cost `6 N + 12 L d T`, with N the parameters
+  except the position embeddings, L layers, d the model width, T the context; a multiply-add
+  counts 2. The `12 L d T` term is attention's QK^T and AV products, forward and backward.
+- other models: XLA's own count for the compiled train step (`cost_analysis()['flops']`).
+"""
+
+import resource
+import sys
+from typing import Any
+
+import jax
+import numpy as np
+
+# Dense (no structured sparsity) peak FLOP/s per chip, by compute dtype. float32 on NVIDIA
+# means TF32 tensor cores (JAX's default matmul precision there). Keys are matched against
+# `device.device_kind` as substrings, most specific first.
+PEAK_FLOPS: tuple[tuple[str, dict[str, float]], ...] = (
+    ('H200', {'bfloat16': 989.5e12, 'float32': 494.7e12}),
+    ('H100 PCIe', {'bfloat16': 756.0e12, 'float32': 378.0e12}),
+    ('H100', {'bfloat16': 989.5e12, 'float32': 494.7e12}),
+    ('A100', {'bfloat16': 312.0e12, 'float32': 156.0e12}),
+    ('TPU v6 lite', {'bfloat16': 918.0e12}),
+    ('TPU v5 lite', {'bfloat16': 197.0e12}),
+    ('TPU v5p', {'bfloat16': 459.0e12}),
+    ('TPU v5', {'bfloat16': 459.0e12}),
+    ('TPU v4', {'bfloat16': 275.0e12}),
+)
+
+
+def count_params(params: Any) -> int:
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
+
+
+def transformer_flops_per_token(params: Any, *, num_layers: int, d_model: int, seq_len: int) -> float:
+  """Training FLOPs per token (forward + backward), PaLM appendix B / nanoGPT `estimate_mfu`."""
+  position = params.get('position_embedding', params.get('pos_embed', {}))
+  n = count_params(params) - count_params(position)
+  return 6.0 * n + 12.0 * num_layers * d_model * seq_len
+
+
+def compiled_flops(compiled: jax.stages.Compiled) -> float | None:
+  """XLA's FLOP count for one call of a compiled function, where the backend reports one."""
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else None
+  if not analysis or 'flops' not in analysis:
+    return None
+  return float(analysis['flops'])
+
+
+def peak_flops(device_kind: str, dtype: str) -> float | None:
+  """Peak FLOP/s of one chip for `dtype`, or None where the device or dtype is not in the table."""
+  for key, peaks in PEAK_FLOPS:
+    if key in device_kind:
+      return peaks.get(dtype)
+  return None
+
+
+def mfu(flops_per_second: float, *, device_kind: str, num_devices: int, dtype: str) -> float | None:
+  """Model FLOPs utilisation: achieved model FLOP/s over the devices' summed peak."""
+  peak = peak_flops(device_kind, dtype)
+  if peak is None:
+    return None
+  return flops_per_second / (peak * num_devices)
+
+
+def peak_memory_bytes() -> dict[str, int]:
+  """Peak device memory where the backend reports it (GPU, TPU), and the host's peak RSS."""
+  report = {}
+  stats = jax.local_devices()[0].memory_stats()
+  if stats and 'peak_bytes_in_use' in stats:
+    report['peak_device_memory_bytes'] = int(stats['peak_bytes_in_use'])
+  rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  report['peak_host_memory_bytes'] = int(rss if sys.platform == 'darwin' else rss * 1024)
+  return report

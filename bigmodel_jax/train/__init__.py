@@ -1,0 +1,1 @@
+"""Training: state, optimizers, losses, metrics, pure step functions, checkpoints and the loop."""

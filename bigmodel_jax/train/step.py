@@ -1,0 +1,68 @@
+"""The pure step functions. Written once; callers decide how to compile and place them."""
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from bigmodel_jax.train.state import TrainState
+from bigmodel_jax.train.tasks import Batch, Task
+
+Metrics = dict[str, jax.Array]
+
+
+def make_train_step(model: nn.Module, task: Task, tx: optax.GradientTransformation, *,
+                    grad_accum_steps: int = 1) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+  """`train_step(state, batch) -> (state, metrics)` for one global batch.
+
+  With `grad_accum_steps = K` the batch is split into K equal micro-batches whose gradients are
+  averaged before the single update: the same update as one step on the whole batch, with 1/K of
+  the activation memory.
+  """
+
+  def loss_fn(params, batch: Batch, rng: jax.Array):
+    outputs = model.apply({'params': params}, batch['inputs'], train=True, rngs={'dropout': rng})
+    return task.loss_and_metrics(outputs, batch)
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def accumulated_grads(params, batch: Batch, rng: jax.Array):
+    micro_batches = jax.tree.map(
+        lambda x: x.reshape(grad_accum_steps, x.shape[0] // grad_accum_steps, *x.shape[1:]), batch)
+
+    def add_micro_batch(carry, inputs):
+      index, micro_batch = inputs
+      (_, metrics), grads = grad_fn(params, micro_batch, jax.random.fold_in(rng, index))
+      return jax.tree.map(jnp.add, carry, (grads, metrics)), None
+
+    (_, metric_shapes), grad_shapes = jax.eval_shape(
+        grad_fn, params, jax.tree.map(lambda x: x[0], micro_batches), rng)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (grad_shapes, metric_shapes))
+    (grads, metrics), _ = jax.lax.scan(add_micro_batch, zeros,
+                                       (jnp.arange(grad_accum_steps), micro_batches))
+    return jax.tree.map(lambda x: x / grad_accum_steps, (grads, metrics))
+
+  def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    rng = jax.random.fold_in(state.rng, state.step)
+    if grad_accum_steps == 1:
+      (_, metrics), grads = grad_fn(state.params, batch, rng)
+    else:
+      grads, metrics = accumulated_grads(state.params, batch, rng)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, 'grad_norm': optax.tree.norm(grads)}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def make_eval_step(model: nn.Module, task: Task) -> Callable[[object, Batch], Metrics]:
+  """`eval_step(params, batch) -> statistics` summed over the batch (see `tasks`)."""
+
+  def eval_step(params, batch: Batch) -> Metrics:
+    outputs = model.apply({'params': params}, batch['inputs'], train=False)
+    return task.eval_statistics(outputs, batch)
+
+  return eval_step

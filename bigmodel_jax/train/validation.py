@@ -1,0 +1,47 @@
+"""Checks of a run's config, done before any data is read or any file is written."""
+
+from ml_collections import ConfigDict
+
+from bigmodel_jax import models
+from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.train import optimizers
+
+DTYPES = ('float32', 'bfloat16', 'float16')
+
+_POSITIVE_INTS = ('batch_size', 'num_steps', 'grad_accum_steps', 'log_every', 'eval_every',
+                  'checkpoint_every', 'keep_checkpoints')
+
+
+def validate_config(config: ConfigDict) -> None:
+  """Raises UserInputError naming the first field that is out of range."""
+  for field in _POSITIVE_INTS:
+    value = config[field]
+    if not isinstance(value, int) or value <= 0:
+      raise UserInputError(f'config.{field} must be a positive integer, got {value!r}')
+  if config.batch_size % config.grad_accum_steps:
+    raise UserInputError(f'config.batch_size={config.batch_size} must be divisible by '
+                         f'config.grad_accum_steps={config.grad_accum_steps}')
+  if config.eval_batches < 0:
+    raise UserInputError(f'config.eval_batches must be >= 0 (0 = the whole test split), '
+                         f'got {config.eval_batches}')
+  if config.model.name not in models.MODELS:
+    raise UserInputError(f'unknown model {config.model.name!r}; choose one of: '
+                         f"{', '.join(sorted(models.MODELS))}")
+  if config.model.get('dtype', 'float32') not in DTYPES:
+    raise UserInputError(f'config.model.dtype={config.model.dtype!r} is not supported; choose one '
+                         f"of: {', '.join(DTYPES)}")
+  opt = config.optimizer
+  if opt.name not in optimizers.OPTIMIZERS:
+    raise UserInputError(f'config.optimizer.name={opt.name!r} is unknown; choose one of: '
+                         f"{', '.join(optimizers.OPTIMIZERS)}")
+  if opt.schedule not in optimizers.SCHEDULES:
+    raise UserInputError(f'config.optimizer.schedule={opt.schedule!r} is unknown; choose one of: '
+                         f"{', '.join(optimizers.SCHEDULES)}")
+  if not opt.learning_rate > 0:
+    raise UserInputError(f'config.optimizer.learning_rate must be positive, got {opt.learning_rate!r}')
+  for field in ('weight_decay', 'grad_clip_norm', 'warmup_steps'):
+    if opt[field] < 0:
+      raise UserInputError(f'config.optimizer.{field} must be >= 0, got {opt[field]!r}')
+  if not 0.0 < config.data.test_fraction < 1.0:
+    raise UserInputError('config.data.test_fraction must be between 0 and 1, got '
+                         f'{config.data.test_fraction!r}')

@@ -1,0 +1,68 @@
+"""What every entry point shares: flag parsing and the one-line, exit-status-2 error for bad input."""
+
+import os
+import sys
+from typing import Callable, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from bigmodel_jax.errors import UserInputError
+
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), 'configs')
+
+
+def fail(message: str) -> None:
+  """Prints one line to stderr and exits with status 2 (bad input; nothing was done)."""
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
+
+
+def _flag_value(argv: Sequence[str], name: str) -> str | None:
+  """The value of --name=V or --name V in argv, read before absl parses it."""
+  for i, arg in enumerate(argv):
+    if arg.startswith(f'--{name}='):
+      return arg.split('=', 1)[1]
+    if arg == f'--{name}' and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def define_config_flag(argv: Sequence[str], default_model: str) -> None:
+  """Defines --config, defaulting to experiments/configs/<--model>.py.
+
+  The default depends on --model, so it is read from argv before absl parses it; this is what
+  lets `--model=cnn --config.num_steps=10` work without naming the config file.
+  """
+  model = _flag_value(argv, 'model') or default_model
+  path = os.path.join(CONFIG_DIR, f'{model}.py')
+  if not os.path.exists(path):
+    available = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith('.py') and f not in
+                       ('__init__.py', 'base.py'))
+    fail(f"--model={model!r} is unknown; choose one of: {', '.join(available)}")
+  config_flags.DEFINE_config_file('config', path, 'Config file (default: configs/<--model>.py); '
+                                  'override fields with --config.field=value.', lock_config=True)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(str(e).splitlines()[0])
+
+
+def run(main: Callable[[Sequence[str]], None]) -> None:
+  """absl's app.run, but bad flags and UserInputError exit with status 2 and one line."""
+
+  def guarded_main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+      fail(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value)")
+    logging.set_verbosity(logging.INFO)
+    try:
+      main(argv)
+    except UserInputError as e:
+      fail(str(e))
+
+  app.run(guarded_main, flags_parser=_parse_flags)

@@ -1,0 +1,46 @@
+"""Fields every run has; the model files start from here and change what differs."""
+
+from ml_collections import config_dict
+
+
+def get_base_config() -> config_dict.ConfigDict:
+  config = config_dict.ConfigDict()
+  config.seed = 0
+
+  config.model = config_dict.ConfigDict()  # `name` plus the model's constructor fields
+
+  config.data = config_dict.ConfigDict()
+  config.data.name = 'digits'          # --dataset; see README for the list
+  config.data.data_dir = config_dict.placeholder(str)  # TFDS data_dir (None: TFDS default)
+  config.data.seq_len = 128            # text: tokens per example
+  config.data.tokenizer = 'char'       # text: 'char' or 'byte'
+  config.data.target = config_dict.placeholder(str)    # csv: the target column
+  config.data.test_fraction = 0.2      # embedded and csv sets: held-out share
+
+  config.loss = config_dict.placeholder(str)  # None: the task's default
+  config.batch_size = 128              # global batch (all devices, all micro-batches)
+  config.grad_accum_steps = 1          # micro-batches per step
+  config.num_steps = 1000
+
+  config.optimizer = config_dict.ConfigDict()
+  config.optimizer.name = 'adamw'      # sgd | momentum | adam | adamw
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.schedule = 'warmup_cosine'  # constant | warmup_cosine | step
+  config.optimizer.warmup_steps = 50
+  config.optimizer.min_lr_ratio = 0.1  # warmup_cosine: final lr / peak lr
+  config.optimizer.decay_every = 1000  # step: steps between decays
+  config.optimizer.decay_factor = 0.1  # step: lr multiplier at each decay
+  config.optimizer.momentum = 0.9
+  config.optimizer.nesterov = False
+  config.optimizer.b1 = 0.9
+  config.optimizer.b2 = 0.999
+  config.optimizer.eps = 1e-8
+  config.optimizer.weight_decay = 1e-4  # not applied to biases and norm scales
+  config.optimizer.grad_clip_norm = 1.0  # 0 disables
+
+  config.log_every = 100
+  config.eval_every = 500
+  config.eval_batches = 0              # 0: the whole test split
+  config.checkpoint_every = 500
+  config.keep_checkpoints = 3
+  return config

@@ -1,0 +1,17 @@
+"""MLP on the embedded digits (784-128-10 shape on MNIST); also regression (--dataset=regression)."""
+
+from experiments.configs import base
+
+
+def get_config():
+  config = base.get_base_config()
+  config.model.name = 'mlp'
+  config.model.hidden_sizes = (128,)
+  config.model.activation = 'relu'
+  config.model.dropout_rate = 0.1
+  config.model.dtype = 'float32'
+  config.data.name = 'digits'
+  config.batch_size = 64
+  config.num_steps = 1000
+  config.eval_every = 250
+  return config

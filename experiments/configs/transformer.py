@@ -1,0 +1,46 @@
+"""Character-level Transformer LM on the embedded Shakespeare plays, sized for a laptop CPU.
+
+The preset for accelerators (nanoGPT's shakespeare-char size) is transformer_shakespeare_char.py.
+"""
+
+from ml_collections import config_dict
+
+from experiments.configs import base
+
+
+def get_config():
+  config = base.get_base_config()
+  config.model.name = 'transformer'
+  config.model.num_layers = 4
+  config.model.num_heads = 4
+  config.model.d_model = 128
+  config.model.mlp_ratio = 4
+  config.model.dropout_rate = 0.0
+  config.model.attention_dropout_rate = 0.0
+  config.model.tie_embeddings = True
+  config.model.attention_impl = 'explicit'  # or 'fused' (jax.nn.dot_product_attention)
+  config.model.dtype = 'float32'            # 'bfloat16' on accelerators
+
+  config.data.name = 'shakespeare'
+  config.data.seq_len = 128
+  config.data.tokenizer = 'char'
+
+  config.batch_size = 32
+  config.num_steps = 2000
+  config.optimizer.learning_rate = 2e-3
+  config.optimizer.warmup_steps = 100
+  config.optimizer.b2 = 0.99
+  config.optimizer.weight_decay = 0.1
+  config.log_every = 100
+  config.eval_every = 500
+  config.eval_batches = 20
+  config.checkpoint_every = 500
+
+  # The text printed after training (and the defaults of experiments.generate).
+  config.sample = config_dict.ConfigDict()
+  config.sample.prompt = '\n'
+  config.sample.num_tokens = 500
+  config.sample.temperature = 0.8
+  config.sample.top_k = 0   # 0: no top-k filtering
+  config.sample.top_p = 1.0  # 1: no nucleus filtering
+  return config

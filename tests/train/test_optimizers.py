@@ -1,0 +1,69 @@
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.train import optimizers
+from experiments.configs import base
+
+
+def _optimizer_config(**overrides):
+  config = base.get_base_config().optimizer
+  config.update(overrides)
+  return config
+
+
+def test_warmup_cosine_schedule_values():
+  schedule = optimizers.create_schedule(
+      _optimizer_config(learning_rate=1.0, warmup_steps=10, min_lr_ratio=0.1), total_steps=110)
+  assert float(schedule(0)) == 0.0
+  assert float(schedule(5)) == pytest.approx(0.5)
+  assert float(schedule(10)) == pytest.approx(1.0)
+  assert float(schedule(60)) == pytest.approx(0.55)  # halfway down the cosine
+  assert float(schedule(110)) == pytest.approx(0.1)
+
+
+def test_step_schedule_decays_after_warmup():
+  schedule = optimizers.create_schedule(
+      _optimizer_config(schedule='step', learning_rate=1.0, warmup_steps=0, decay_every=100,
+                        decay_factor=0.5), total_steps=1000)
+  assert [float(schedule(s)) for s in (0, 99, 100, 250)] == [1.0, 1.0, 0.5, 0.25]
+
+
+def test_weight_decay_skips_biases():
+  params = {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones((2,))}
+  tx, _ = optimizers.create_optimizer(
+      _optimizer_config(name='sgd', schedule='constant', warmup_steps=0, learning_rate=1.0,
+                        weight_decay=0.5, grad_clip_norm=0.0), total_steps=10)
+  zero_grads = {'kernel': jnp.zeros((2, 2)), 'bias': jnp.zeros((2,))}
+  updates, _ = tx.update(zero_grads, tx.init(params), params)
+  new = optax.apply_updates(params, updates)
+  np.testing.assert_allclose(new['kernel'], 0.5)  # decayed: 1 - lr * wd * 1
+  np.testing.assert_allclose(new['bias'], 1.0)    # untouched
+
+
+def test_global_norm_clipping():
+  params = {'w': jnp.zeros((2,))}
+  tx, _ = optimizers.create_optimizer(
+      _optimizer_config(name='sgd', schedule='constant', warmup_steps=0, learning_rate=1.0,
+                        weight_decay=0.0, grad_clip_norm=1.0), total_steps=10)
+  updates, _ = tx.update({'w': jnp.array([3.0, 4.0])}, tx.init(params), params)
+  np.testing.assert_allclose(updates['w'], [-0.6, -0.8], rtol=1e-6)
+
+
+@pytest.mark.parametrize('name', optimizers.OPTIMIZERS)
+def test_every_optimizer_lowers_a_quadratic(name):
+  tx, _ = optimizers.create_optimizer(
+      _optimizer_config(name=name, learning_rate=0.05, warmup_steps=0, schedule='constant'), 100)
+  params = {'w': jnp.array([2.0, -3.0])}
+  state = tx.init(params)
+  for _ in range(100):
+    updates, state = tx.update({'w': 2 * params['w']}, state, params)
+    params = optax.apply_updates(params, updates)
+  assert float(jnp.sum(params['w'] ** 2)) < 0.1 * 13.0
+
+
+def test_unknown_optimizer_is_rejected():
+  with pytest.raises(UserInputError, match='config.optimizer.name'):
+    optimizers.create_optimizer(_optimizer_config(name='lion'), 10)
