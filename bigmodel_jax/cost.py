@@ -36,8 +36,7 @@ def count_params(params: Any) -> int:
 
 def transformer_flops_per_token(params: Any, *, num_layers: int, d_model: int, seq_len: int) -> float:
   """Training FLOPs per token (forward + backward), PaLM appendix B / nanoGPT `estimate_mfu`."""
-  position = params.get('position_embedding', params.get('pos_embed', {}))
-  n = count_params(params) - count_params(position)
+  n = count_params(params) - count_params(params.get('position_embed', {}))
   return 6.0 * n + 12.0 * num_layers * d_model * seq_len
 
 

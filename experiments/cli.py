@@ -1,5 +1,6 @@
 """What every entry point shares: flag parsing and the one-line, exit-status-2 error for bad input."""
 
+import logging as logging_lib
 import os
 import sys
 from typing import Callable, Sequence
@@ -9,9 +10,11 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from bigmodel_jax import models
 from bigmodel_jax.errors import UserInputError
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), 'configs')
+_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def fail(message: str) -> None:
@@ -37,11 +40,9 @@ def define_config_flag(argv: Sequence[str], default_model: str) -> None:
   lets `--model=cnn --config.num_steps=10` work without naming the config file.
   """
   model = _flag_value(argv, 'model') or default_model
+  if model not in models.MODELS:
+    fail(f"--model={model!r} is unknown; choose one of: {', '.join(sorted(models.MODELS))}")
   path = os.path.join(CONFIG_DIR, f'{model}.py')
-  if not os.path.exists(path):
-    available = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith('.py') and f not in
-                       ('__init__.py', 'base.py'))
-    fail(f"--model={model!r} is unknown; choose one of: {', '.join(available)}")
   config_flags.DEFINE_config_file('config', path, 'Config file (default: configs/<--model>.py); '
                                   'override fields with --config.field=value.', lock_config=True)
 
@@ -53,6 +54,13 @@ def _parse_flags(argv: list[str]) -> list[str]:
     fail(str(e).splitlines()[0])
 
 
+class _OnlyOwnInfo(logging_lib.Filter):
+  """Keeps INFO lines of this project; libraries (Orbax logs every save step) only from WARNING."""
+
+  def filter(self, record: logging_lib.LogRecord) -> bool:
+    return record.levelno >= logging_lib.WARNING or _PROJECT_ROOT in record.pathname
+
+
 def run(main: Callable[[Sequence[str]], None]) -> None:
   """absl's app.run, but bad flags and UserInputError exit with status 2 and one line."""
 
@@ -60,6 +68,7 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
     if len(argv) > 1:
       fail(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value)")
     logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(_OnlyOwnInfo())
     try:
       main(argv)
     except UserInputError as e:

@@ -111,13 +111,30 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
   eval_step = jax.jit(step_lib.make_eval_step(model, task))
   flops_per_step, flops_convention = _flops_per_step(config, dataset.metadata, state.params,
                                                      train_step)
-  examples_per_step = config.batch_size
-  tokens_per_example = dataset.metadata.get('seq_len', 0)
-
-  writer = MetricWriter(workdir)
   num_params = cost.count_params(state.params)
   logging.info('Model %s: %s parameters; task %s; %d steps from step %d', config.model.name,
                f'{num_params:,}', task.name, config.num_steps, start_step)
+  with MetricWriter(workdir) as writer:
+    try:
+      state, eval_metrics, seconds_per_step = _train(
+          config, dataset, task, state, batch, train_iter, train_step, eval_step, schedule,
+          checkpointer, writer, on_step)
+    finally:
+      # Also on an exception: saves already started complete before the process goes on.
+      checkpointer.close()
+    report = _cost_report(config, dataset.metadata, task, state, num_params, flops_per_step,
+                          flops_convention, seconds_per_step, checkpointer.size_bytes())
+    writer.write(int(state.step), 'cost', report)
+  summary = {'eval': eval_metrics, 'cost': report}
+  run_files.write_json(summary_path, summary)
+  return summary
+
+
+def _train(config, dataset, task, state, batch, train_iter, train_step, eval_step, schedule,
+           checkpointer, writer, on_step) -> tuple[TrainState, dict[str, float], float | None]:
+  """The step loop; returns the final state, the last evaluation and the steady seconds/step."""
+  start_step = int(state.step)
+  seq_len = dataset.metadata.get('seq_len', 0)
   summed, interval_steps = None, 0
   interval_start = time.perf_counter()
   steady_time, steady_steps = 0.0, 0  # excludes the first interval (compilation, warm-up)
@@ -129,19 +146,16 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
     summed = metrics if summed is None else jax.tree.map(jnp.add, summed, metrics)
     interval_steps += 1
     done = step + 1
-    if on_step is not None:
-      on_step(done)
     if done % config.log_every == 0 or done == config.num_steps:
       means = {k: float(v) / interval_steps for k, v in jax.device_get(summed).items()}
       elapsed = time.perf_counter() - interval_start
       if done - interval_steps > start_step:
         steady_time += elapsed
         steady_steps += interval_steps
-      throughput = {'examples_per_second': interval_steps * examples_per_step / elapsed}
-      if tokens_per_example:
-        throughput['tokens_per_second'] = throughput['examples_per_second'] * tokens_per_example
-      writer.write(done, 'train', {**means, 'learning_rate': float(schedule(done - 1)),
-                                   **throughput})
+      throughput = {'examples_per_second': interval_steps * config.batch_size / elapsed}
+      if seq_len:
+        throughput['tokens_per_second'] = throughput['examples_per_second'] * seq_len
+      writer.write(done, 'train', {**means, 'learning_rate': float(schedule(done - 1)), **throughput})
       summed, interval_steps = None, 0
       interval_start = time.perf_counter()
     if done % config.eval_every == 0 or done == config.num_steps:
@@ -149,34 +163,33 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
       writer.write(done, 'eval', eval_metrics)
       interval_start = time.perf_counter()  # evaluation time is not training throughput
     checkpointer.maybe_save(done, state, train_iter.get_state(), force=done == config.num_steps)
-
-  if not eval_metrics:  # resumed at the end without a summary: evaluate once more
+    if on_step is not None:
+      on_step(done)
+  if not eval_metrics:  # resumed at the end of a run that left no summary
     eval_metrics = evaluate(eval_step, state.params, eval_batches(dataset, config), task)
-  checkpointer.close()
+  return state, eval_metrics, (steady_time / steady_steps if steady_steps else None)
 
-  # 4. Summary and cost report.
-  seconds_per_step = steady_time / steady_steps if steady_steps else None
+
+def _cost_report(config, metadata, task, state, num_params, flops_per_step, flops_convention,
+                 seconds_per_step, checkpoint_bytes) -> dict[str, Any]:
+  """Parameters, FLOPs, throughput, MFU and memory of the run (see `bigmodel_jax.cost`)."""
+  device_kind = jax.devices()[0].device_kind
+  dtype = config.model.get('dtype', 'float32')
   report: dict[str, Any] = {
       'model': config.model.name, 'dataset': config.data.name, 'task': task.name,
-      'step': int(state.step), 'params': num_params, 'dtype': config.model.get('dtype', 'float32'),
-      'batch_size': config.batch_size, 'device_kind': jax.devices()[0].device_kind,
+      'step': int(state.step), 'params': num_params, 'dtype': dtype,
+      'batch_size': config.batch_size, 'device_kind': device_kind,
       'num_devices': jax.device_count(), 'flops_per_step': flops_per_step,
       'flops_convention': flops_convention, 'seconds_per_step': seconds_per_step,
-      'checkpoint_bytes': checkpointer.size_bytes(),
-      **cost.peak_memory_bytes(),
+      'checkpoint_bytes': checkpoint_bytes, **cost.peak_memory_bytes(),
   }
   if seconds_per_step:
-    report['examples_per_second'] = examples_per_step / seconds_per_step
-    if tokens_per_example:
-      report['tokens_per_second'] = report['examples_per_second'] * tokens_per_example
+    report['examples_per_second'] = config.batch_size / seconds_per_step
+    if 'seq_len' in metadata:
+      report['tokens_per_second'] = report['examples_per_second'] * metadata['seq_len']
     if flops_per_step:
       report['flops_per_second'] = flops_per_step / seconds_per_step
-      report['mfu'] = cost.mfu(report['flops_per_second'], device_kind=report['device_kind'],
-                               num_devices=report['num_devices'], dtype=report['dtype'])
-  summary = {'eval': eval_metrics, 'cost': report}
-  writer.write(int(state.step), 'summary', {**{f'eval_{k}': v for k, v in eval_metrics.items()},
-                                            **{k: v for k, v in report.items()
-                                               if isinstance(v, (int, float)) and v is not None}})
-  writer.close()
-  run_files.write_json(summary_path, summary)
-  return summary
+      mfu = cost.mfu(report['flops_per_second'], device_kind=device_kind,
+                     num_devices=jax.device_count(), dtype=dtype)
+      report['mfu'] = mfu if mfu is not None else 'unknown peak'
+  return report

@@ -77,7 +77,7 @@ def build_model(model_config: ConfigDict, metadata: dict[str, Any]) -> nn.Module
       'vocab_size': metadata.get('vocab_size'),
       'max_len': metadata.get('seq_len'),
   }
-  accepted = {f.name for f in dataclasses.fields(models.MODELS[name])}
+  accepted = models.fields(name)
   kwargs.update({k: v for k, v in from_data.items() if v is not None and k in accepted})
   return models.create(name, **kwargs)
 

@@ -5,8 +5,8 @@ multi-host run writes.
 """
 
 import json
-import os
 import math
+import os
 from typing import Any
 
 import jax
@@ -42,6 +42,12 @@ class MetricWriter:
         self._tensorboard.add_scalar(f'{split}/{name}', value, step)
     logging.info('[%d] %s %s', step, split,
                  ', '.join(f'{k}={_format(v)}' for k, v in metrics.items()))
+
+  def __enter__(self) -> 'MetricWriter':
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
 
   def close(self) -> None:
     if self._enabled:

@@ -1,0 +1,104 @@
+"""Each command end to end as a subprocess, as a researcher runs it, and its bad-input errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY_LM = ['--config.model.num_layers=1', '--config.model.d_model=32', '--config.model.num_heads=2',
+           '--config.data.seq_len=32', '--config.batch_size=8', '--config.eval_batches=2',
+           '--config.log_every=2', '--config.sample.num_tokens=40']
+
+
+def run(module: str, *args: str) -> subprocess.CompletedProcess:
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+  return subprocess.run([sys.executable, '-m', f'experiments.{module}', *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope='module')
+def lm_workdir(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('lm'))
+  result = run('train', '--model=transformer', f'--workdir={workdir}', '--config.num_steps=4',
+               *TINY_LM)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Sample:' in result.stdout
+  return workdir
+
+
+def test_train_transformer_resumes_and_reports_cost(lm_workdir):
+  summary = json.load(open(os.path.join(lm_workdir, 'summary.json')))
+  assert summary['cost']['step'] == 4 and summary['cost']['params'] > 0
+  assert summary['cost']['flops_per_step'] > 0
+  again = run('train', '--model=transformer', f'--workdir={lm_workdir}', '--config.num_steps=6',
+              *TINY_LM)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert 'Resuming from' in again.stderr
+  assert json.load(open(os.path.join(lm_workdir, 'summary.json')))['cost']['step'] == 6
+
+
+def test_generate_from_trained_lm(lm_workdir):
+  result = run('generate', f'--workdir={lm_workdir}', '--prompt=ROMEO:', '--num_tokens=30',
+               '--num_samples=2', '--top_k=5')
+  assert result.returncode == 0, result.stderr[-3000:]
+  samples = result.stdout.rstrip('\n').split('\n----------\n')
+  assert len(samples) == 2 and all(s.startswith('ROMEO:') for s in samples)
+  assert all(len(s) == len('ROMEO:') + 30 for s in samples)
+
+
+def test_evaluate_trained_lm(lm_workdir):
+  result = run('evaluate', f'--workdir={lm_workdir}', '--batch_size=512')
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout)
+  assert report['split'] == 'test' and report['metrics']['perplexity'] > 1
+
+
+@pytest.mark.parametrize('model', ['mlp', 'cnn', 'transformer_classifier'])
+def test_train_other_models_for_a_few_steps(tmp_path, model):
+  result = run('train', f'--model={model}', f'--workdir={tmp_path}', '--config.num_steps=3',
+               '--config.log_every=1', '--config.eval_batches=1')
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads(result.stdout)
+  assert 0.0 <= summary['eval']['accuracy'] <= 1.0
+
+
+def test_train_regression_from_csv(tmp_path):
+  csv = tmp_path / 'houses.csv'
+  lines = ['rooms,area,price'] + [f'{i % 7},{50 + i},{100 + 3 * i}' for i in range(200)]
+  csv.write_text('\n'.join(lines) + '\n')
+  result = run('train', '--model=mlp', f'--dataset=csv:{csv}', '--config.data.target=price',
+               f'--workdir={tmp_path / "run"}', '--config.num_steps=3', '--config.eval_batches=1')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'r2' in json.loads(result.stdout)['eval']
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--model=resnet'], "--model='resnet' is unknown; choose one of: cnn, mlp"),
+    (['--model=mlp', '--dataset=imagenet'], 'imagenet'),
+    (['--model=mlp', '--dataset=csv:/nonexistent/data.csv'], '/nonexistent/data.csv'),
+    (['--model=mlp', '--dataset=csv:{csv}', '--config.data.target=price'], 'price'),
+    (['--model=mlp', '--config.batch_size=0'], 'config.batch_size must be a positive integer'),
+    (['--model=mlp', '--config.optimizer.learning_rate=-0.1'], 'config.optimizer.learning_rate'),
+    (['--model=mlp', '--config.no_such_field=1'], 'no_such_field'),
+    (['--model=mlp', '--config.num_steps=ten'], 'num_steps'),
+    (['--model=mlp', '--no_such_flag=1'], 'no_such_flag'),
+])
+def test_bad_input_exits_2_with_one_line_and_no_workdir(tmp_path, args, message):
+  csv = tmp_path / 'data.csv'
+  csv.write_text('a,b\n1,2\n3,4\n')
+  workdir = tmp_path / 'run'
+  args = [a.replace('{csv}', str(csv)) for a in args]
+  result = run('train', *args, f'--workdir={workdir}')
+  assert result.returncode == 2, (result.stdout, result.stderr[-3000:])
+  error_lines = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
+  assert len(error_lines) == 1 and message in error_lines[0], result.stderr[-3000:]
+  assert not workdir.exists()
+
+
+def test_generate_on_missing_workdir_exits_2(tmp_path):
+  result = run('generate', f'--workdir={tmp_path / "nothing"}')
+  assert result.returncode == 2
+  assert 'holds no training run' in result.stderr

@@ -1,0 +1,119 @@
+"""End-to-end training through the library function, on the embedded offline datasets."""
+
+import json
+import math
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.train import run_files
+from bigmodel_jax.train.loop import load_dataset, train_and_evaluate
+from experiments.configs import mlp as mlp_config
+from experiments.configs import transformer as transformer_config
+
+
+def _quiet(config):
+  config.log_every = 50
+  return config
+
+
+def test_digits_mlp_reaches_95_percent(tmp_path):
+  config = _quiet(mlp_config.get_config())
+  summary = train_and_evaluate(config, str(tmp_path))
+  assert summary['eval']['accuracy'] >= 0.95, summary['eval']
+  assert summary['eval']['f1'] >= 0.94
+  assert summary['cost']['params'] == 64 * 128 + 128 + 128 * 10 + 10
+
+
+def test_regression_mlp_reaches_high_r2(tmp_path):
+  config = _quiet(mlp_config.get_config())
+  config.data.name = 'regression'
+  config.model.hidden_sizes = (64, 64)
+  config.model.dropout_rate = 0.0
+  config.num_steps = 1500
+  summary = train_and_evaluate(config, str(tmp_path))
+  assert summary['cost']['task'] == 'regression'
+  assert summary['eval']['r2'] > 0.9, summary['eval']
+
+
+def _unigram_entropy_nats(tokens: np.ndarray) -> float:
+  counts = np.bincount(tokens)
+  p = counts[counts > 0] / counts.sum()
+  return float(-(p * np.log(p)).sum())
+
+
+def test_char_lm_learns_beyond_unigram_statistics(tmp_path):
+  config = _quiet(transformer_config.get_config())
+  config.model.num_layers = 2
+  config.model.d_model = 64
+  config.data.seq_len = 64
+  config.num_steps = 300
+  config.eval_every = 300
+  config.eval_batches = 10
+  summary = train_and_evaluate(config, str(tmp_path))
+  dataset = load_dataset(config)
+  sample = np.concatenate([dataset.train[i]['inputs'] for i in range(0, 200_000, 64)])
+  entropy = _unigram_entropy_nats(sample)
+  # A unigram model cannot go below the unigram entropy; this LM must use context.
+  assert summary['eval']['loss'] < entropy - 0.5, (summary['eval'], entropy)
+  assert math.isclose(summary['eval']['perplexity'], math.exp(summary['eval']['loss']), rel_tol=1e-6)
+
+
+def _final_params(workdir):
+  return run_files.load_trained(workdir).params
+
+
+def test_interrupted_run_resumes_to_identical_parameters(tmp_path):
+  config = _quiet(mlp_config.get_config())
+  config.num_steps = 60
+  config.checkpoint_every = 20
+  config.eval_every = 30
+  train_and_evaluate(config, str(tmp_path / 'straight'))
+
+  class Interrupt(Exception):
+    pass
+
+  def crash_at_45(step):
+    if step == 45:
+      raise Interrupt()
+
+  with pytest.raises(Interrupt):
+    train_and_evaluate(config, str(tmp_path / 'resumed'), on_step=crash_at_45)
+  assert run_files.load_trained(str(tmp_path / 'resumed')).step == 40
+  train_and_evaluate(config, str(tmp_path / 'resumed'))
+  straight, resumed = _final_params(str(tmp_path / 'straight')), _final_params(str(tmp_path / 'resumed'))
+  jax.tree.map(np.testing.assert_array_equal, straight, resumed)
+
+
+def test_finished_run_says_so(tmp_path):
+  config = _quiet(mlp_config.get_config())
+  config.num_steps = 10
+  first = train_and_evaluate(config, str(tmp_path))
+  again = train_and_evaluate(config, str(tmp_path))
+  assert again['already_finished'] and again['eval'] == first['eval']
+  records = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+  assert {r['split'] for r in records} == {'train', 'eval', 'cost'}
+  assert os.listdir(tmp_path / 'tensorboard')
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('batch_size', 0, 'config.batch_size must be a positive integer'),
+    ('num_steps', -1, 'config.num_steps must be a positive integer'),
+])
+def test_bad_config_leaves_no_workdir(tmp_path, field, value, message):
+  config = mlp_config.get_config()
+  config[field] = value
+  with pytest.raises(UserInputError, match=message):
+    train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
+
+
+def test_model_that_does_not_fit_the_task_is_rejected(tmp_path):
+  config = transformer_config.get_config()
+  config.data.name = 'digits'
+  with pytest.raises(UserInputError, match="model 'transformer' does not do classification"):
+    train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
