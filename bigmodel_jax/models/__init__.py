@@ -1,0 +1,62 @@
+"""Model registry: every model the trainers can build, by name.
+
+Adding a model is one file in this package and one line in MODELS. Each model class names the
+tasks it supports in its `TASKS` class attribute.
+"""
+
+import dataclasses
+
+import flax.linen as nn
+
+from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.models.cnn import CNN
+from bigmodel_jax.models.mlp import MLP
+from bigmodel_jax.models.transformer import TransformerClassifier, TransformerLM
+
+MODELS: dict[str, type[nn.Module]] = {
+    'mlp': MLP,
+    'cnn': CNN,
+    'transformer': TransformerLM,
+    'transformer_classifier': TransformerClassifier,
+}
+
+TASKS: dict[str, tuple[str, ...]] = {name: cls.TASKS for name, cls in MODELS.items()}
+
+# Set by Flax on every module, never by a config.
+_FLAX_FIELDS = ('parent', 'name')
+
+
+def _model_class(name: str) -> type[nn.Module]:
+  if name not in MODELS:
+    raise UserInputError(f'unknown model {name!r}; choose one of: {", ".join(sorted(MODELS))}')
+  return MODELS[name]
+
+
+def supported_tasks(name: str) -> tuple[str, ...]:
+  """The tasks model `name` can be trained for."""
+  _model_class(name)
+  return TASKS[name]
+
+
+def fields(name: str) -> tuple[str, ...]:
+  """The constructor fields of model `name`, in declaration order."""
+  return tuple(
+      f.name for f in dataclasses.fields(_model_class(name)) if f.name not in _FLAX_FIELDS)
+
+
+def create(name: str, **kwargs) -> nn.Module:
+  """Builds model `name` from its constructor fields; bad names raise UserInputError."""
+  cls = _model_class(name)
+  valid = fields(name)
+  unknown = sorted(set(kwargs) - set(valid))
+  if unknown:
+    raise UserInputError(
+        f'unknown field(s) {", ".join(unknown)} for model {name!r}; '
+        f'valid fields: {", ".join(valid)}')
+  missing = [
+      f.name for f in dataclasses.fields(cls)
+      if f.name in valid and f.name not in kwargs
+      and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+  if missing:
+    raise UserInputError(f'model {name!r} needs field(s): {", ".join(missing)}')
+  return cls(**kwargs)

@@ -1,0 +1,87 @@
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.models import attention
+
+B, T, H, D = 2, 7, 3, 8
+CAUSAL = jnp.tril(jnp.ones((T, T), bool))[None, None]
+
+
+def normal(*shape: int, seed: int = 0) -> jax.Array:
+  return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
+
+
+@pytest.mark.parametrize('mask_kind', ['none', 'causal', 'padding'])
+def test_explicit_equals_jax_nn_dot_product_attention(mask_kind):
+  query, key, value = (normal(B, T, H, D, seed=i) for i in range(3))
+  mask = {
+      'none': None,
+      'causal': CAUSAL,
+      'padding': (jnp.arange(T)[None, :] < jnp.array([[T], [4]]))[:, None, None, :],
+  }[mask_kind]
+  expected = jax.nn.dot_product_attention(query, key, value, mask=mask)
+  out = attention.dot_product_attention(query, key, value, mask=mask)
+  assert out.shape == (B, T, H, D)
+  np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_attention_weights_are_a_distribution_over_allowed_keys():
+  weights = attention.attention_weights(normal(B, T, H, D), normal(B, T, H, D, seed=1), mask=CAUSAL)
+  assert weights.shape == (B, H, T, T) and weights.dtype == jnp.float32
+  np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-6)
+  np.testing.assert_array_equal(jnp.triu(weights, k=1), 0.0)
+
+
+@functools.cache
+def module_params():
+  module = attention.MultiHeadSelfAttention(num_heads=3, d_model=12)
+  return jax.jit(module.init)(jax.random.key(0), normal(B, T, 12))
+
+
+def test_fused_module_equals_explicit_and_both_sow_weights():
+  inputs = normal(B, T, 12, seed=1)
+  explicit = attention.MultiHeadSelfAttention(num_heads=3, d_model=12)
+  fused = attention.MultiHeadSelfAttention(num_heads=3, d_model=12, attention_impl='fused')
+
+  @jax.jit
+  def both(params, inputs):
+    return [m.apply(params, inputs, mask=CAUSAL, mutable=['intermediates'])
+            for m in (explicit, fused)]
+
+  (a, a_state), (b, b_state) = both(module_params(), inputs)
+  assert a.shape == (B, T, 12)
+  np.testing.assert_allclose(a, b, atol=1e-5)
+  (a_weights,) = a_state['intermediates']['attention_weights']
+  (b_weights,) = b_state['intermediates']['attention_weights']
+  assert a_weights.shape == (B, 3, T, T)
+  np.testing.assert_allclose(a_weights, b_weights, atol=1e-6)
+
+
+def test_attention_dropout_uses_the_dropout_stream_only_in_training():
+  module = attention.MultiHeadSelfAttention(num_heads=3, d_model=12, dropout_rate=0.5)
+
+  @jax.jit
+  def outputs(params, inputs):
+    train = [module.apply(params, inputs, train=True, rngs={'dropout': jax.random.key(seed)})
+             for seed in (1, 2)]
+    return train, module.apply(params, inputs), module.apply(params, inputs, train=False)
+
+  (a, b), eval_out, eval_again = outputs(module_params(), normal(B, T, 12, seed=1))
+  assert not np.allclose(a, b)
+  np.testing.assert_array_equal(eval_out, eval_again)
+
+
+@pytest.mark.parametrize('kwargs, field', [
+    ({'num_heads': 3, 'd_model': 16}, 'd_model'),
+    ({'num_heads': 4, 'd_model': 16, 'attention_impl': 'flash'}, 'attention_impl'),
+    ({'num_heads': 4, 'd_model': 16, 'attention_impl': 'fused', 'dropout_rate': 0.1},
+     'dropout_rate'),
+])
+def test_bad_settings_are_user_errors(kwargs, field):
+  with pytest.raises(UserInputError, match=field):
+    attention.MultiHeadSelfAttention(**kwargs)
