@@ -43,8 +43,14 @@ def define_config_flag(argv: Sequence[str], default_model: str) -> None:
   if model not in models.MODELS:
     fail(f"--model={model!r} is unknown; choose one of: {', '.join(sorted(models.MODELS))}")
   path = os.path.join(CONFIG_DIR, f'{model}.py')
-  config_flags.DEFINE_config_file('config', path, 'Config file (default: configs/<--model>.py); '
-                                  'override fields with --config.field=value.', lock_config=True)
+  try:
+    config_flags.DEFINE_config_file('config', path, 'Config file (default: configs/<--model>.py); '
+                                    'override fields with --config.field=value.', lock_config=True)
+  except (AttributeError, KeyError) as e:  # an override of a field the config does not have
+    field = str(e).strip('"\'')
+    flag = next((a.split('=')[0] for a in argv if a.startswith('--config.') and field in a), field)
+    fail(f'{flag}: the config has no field {field!r} (the fields are in '
+         f'{os.path.relpath(_flag_value(argv, "config") or path)})')
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
