@@ -66,6 +66,30 @@ class Block(nn.Module):
     return x + nn.Dropout(self.dropout_rate)(h, deterministic=not train)
 
 
+def _embed_and_encode(model: 'TransformerLM | TransformerClassifier', tokens: jax.Array,
+                      positions: jax.Array, mask: jax.Array | None, *, train: bool,
+                      decode: bool = False) -> tuple[jax.Array, nn.Embed]:
+  """Token + position embeddings, the blocks and the final LayerNorm: the trunk both models share.
+
+  Called inside the model's compact `__call__`, so the layers it creates are the model's own
+  (same parameter names as if written inline). Returns the hidden states and the token
+  embedding (for a tied output head).
+  """
+  embed = functools.partial(
+      nn.Embed, features=model.d_model, embedding_init=_embedding_init, dtype=model.dtype,
+      param_dtype=jnp.float32)
+  token_embed = embed(model.vocab_size, name='token_embed')
+  x = token_embed(tokens) + embed(model.max_len, name='position_embed')(positions)
+  x = nn.Dropout(model.dropout_rate)(x, deterministic=not train)
+  for i in range(model.num_layers):
+    x = Block(
+        model.num_heads, model.d_model, model.mlp_ratio, model.dropout_rate,
+        model.attention_dropout_rate, model.dtype, model.attention_impl,
+        name=f'block_{i}')(x, mask=mask, train=train, decode=decode)
+  x = nn.LayerNorm(dtype=model.dtype, param_dtype=jnp.float32, name='final_norm')(x)
+  return x, token_embed
+
+
 class TransformerLM(nn.Module):
   """GPT-style language model: int32 tokens (B, T) -> float32 next-token logits (B, T, vocab).
 
@@ -105,20 +129,7 @@ class TransformerLM(nn.Module):
       mask = nn.make_causal_mask(tokens, dtype=jnp.bool_)
       positions = jnp.arange(length)
 
-    embed = functools.partial(
-        nn.Embed, features=self.d_model, embedding_init=_embedding_init, dtype=self.dtype,
-        param_dtype=jnp.float32)
-    token_embed = embed(self.vocab_size, name='token_embed')
-    x = token_embed(tokens) + embed(self.max_len, name='position_embed')(positions)
-    x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-
-    for i in range(self.num_layers):
-      x = Block(
-          self.num_heads, self.d_model, self.mlp_ratio, self.dropout_rate,
-          self.attention_dropout_rate, self.dtype, self.attention_impl,
-          name=f'block_{i}')(x, mask=mask, train=train, decode=decode)
-    x = nn.LayerNorm(dtype=self.dtype, param_dtype=jnp.float32, name='final_norm')(x)
-
+    x, token_embed = _embed_and_encode(self, tokens, positions, mask, train=train, decode=decode)
     if self.tie_embeddings:
       logits = token_embed.attend(x)
     else:
@@ -162,20 +173,7 @@ class TransformerClassifier(nn.Module):
     is_token = tokens != self.pad_id
     mask = is_token[:, None, None, :]
 
-    embed = functools.partial(
-        nn.Embed, features=self.d_model, embedding_init=_embedding_init, dtype=self.dtype,
-        param_dtype=jnp.float32)
-    x = embed(self.vocab_size, name='token_embed')(tokens)
-    x = x + embed(self.max_len, name='position_embed')(jnp.arange(tokens.shape[1]))
-    x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-
-    for i in range(self.num_layers):
-      x = Block(
-          self.num_heads, self.d_model, self.mlp_ratio, self.dropout_rate,
-          self.attention_dropout_rate, self.dtype, self.attention_impl,
-          name=f'block_{i}')(x, mask=mask, train=train)
-    x = nn.LayerNorm(dtype=self.dtype, param_dtype=jnp.float32, name='final_norm')(x)
-
+    x, _ = _embed_and_encode(self, tokens, jnp.arange(tokens.shape[1]), mask, train=train)
     weights = is_token[..., None].astype(jnp.float32)
     pooled = (x.astype(jnp.float32) * weights).sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1.0)
     logits = nn.Dense(
