@@ -80,21 +80,26 @@ def train_batches(source: dataset_lib.Source, *, batch_size: int, seed: int,
 
 def eval_batches(source: dataset_lib.Source, *, batch_size: int,
                  max_batches: int | None = None) -> Iterator[Batch]:
-  """Returns the batches of `source` in order (the first `max_batches` only, if given).
+  """Returns the batches of `source` in order; with `max_batches`, of an evenly spread subset.
 
-  The last partial batch is padded to `batch_size` with rows of weight 0.
+  The subset takes every k-th example across the whole source rather than its first rows:
+  sources are often ordered (passages play by play, a text from start to end), and a prefix
+  would measure one corner of the test split. The last partial batch is padded to
+  `batch_size` with rows of weight 0.
   """
   _check_batch_size(batch_size)
-  size = len(source)
+  rows = np.arange(len(source))
   if max_batches is not None:
     if not dataset_lib.is_int(max_batches) or max_batches < 1:
       raise UserInputError(
           f'config.eval_batches must be a positive integer (or None for all), got {max_batches!r}')
-    size = min(size, max_batches * batch_size)
+    wanted = max_batches * batch_size
+    if wanted < len(rows):
+      rows = rows[np.linspace(0, len(rows) - 1, wanted).round().astype(np.int64)]
 
   def make_batch(index: int, _) -> Batch:
-    rows = range(index * batch_size, min(size, (index + 1) * batch_size))
-    return _collate([source[row] for row in rows], batch_size)
+    return _collate([source[int(row)] for row in rows[index * batch_size:(index + 1) * batch_size]],
+                    batch_size)
 
-  dataset = grain.MapDataset.range(-(-size // batch_size)).map_with_index(make_batch)
+  dataset = grain.MapDataset.range(-(-len(rows) // batch_size)).map_with_index(make_batch)
   return iter(dataset.to_iter_dataset(_READ_OPTIONS))

@@ -11,6 +11,7 @@ import pytest
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.train import run_files
 from bigmodel_jax.train.loop import load_dataset, train_and_evaluate
+from experiments.configs import cnn as cnn_config
 from experiments.configs import mlp as mlp_config
 from experiments.configs import transformer as transformer_config
 
@@ -26,6 +27,11 @@ def test_digits_mlp_reaches_95_percent(tmp_path):
   assert summary['eval']['accuracy'] >= 0.95, summary['eval']
   assert summary['eval']['f1'] >= 0.94
   assert summary['cost']['params'] == 64 * 128 + 128 + 128 * 10 + 10
+
+
+def test_digits_cnn_reaches_97_percent(tmp_path):
+  summary = train_and_evaluate(_quiet(cnn_config.get_config()), str(tmp_path))
+  assert summary['eval']['accuracy'] >= 0.97, summary['eval']
 
 
 def test_regression_mlp_reaches_high_r2(tmp_path):
