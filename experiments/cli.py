@@ -11,7 +11,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from bigmodel_jax import models
-from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.errors import NonFiniteError, Preempted, UserInputError
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), 'configs')
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,7 +68,11 @@ class _OnlyOwnInfo(logging_lib.Filter):
 
 
 def run(main: Callable[[Sequence[str]], None]) -> None:
-  """absl's app.run, but bad flags and UserInputError exit with status 2 and one line."""
+  """absl's app.run, but errors the user can act on end with one line and their exit status.
+
+  Bad flags and UserInputError: 2. NonFiniteError: 1. Preempted (SIGTERM/SIGINT, checkpoint
+  saved): 128 + the signal number.
+  """
 
   def guarded_main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
@@ -79,5 +83,11 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
       main(argv)
     except UserInputError as e:
       fail(str(e))
+    except NonFiniteError as e:
+      print(f'error: {e}', file=sys.stderr)
+      sys.exit(1)
+    except Preempted as e:
+      print(str(e), file=sys.stderr)
+      sys.exit(128 + e.signum)
 
   app.run(guarded_main, flags_parser=_parse_flags)

@@ -1,46 +1,149 @@
-"""Orbax checkpoints of the train state together with the input pipeline's position.
+"""Orbax checkpoints of the train state, the input pipeline's position and the log interval.
 
-Both are saved in one step directory, so a resumed run continues with exactly the batch it would
-have seen next. Saves are asynchronous: training continues while the files are written.
+All three are saved in one step directory, so a resumed run continues with exactly the batch it
+would have seen next and logs exactly the averages it would have logged. Saves are asynchronous:
+training continues while the files are written.
+
+Safety on disk:
+  * Orbax writes a step into `<step>.orbax-checkpoint-tmp` and renames it when complete; a save
+    killed half-way leaves only that temporary directory, which is never read as a checkpoint.
+  * Just before the rename, `sha256.json` (every file's size and SHA-256) is written into the
+    step, so the checksum is part of the atomic commit. Restoring verifies it: a truncated or
+    altered step is reported with its path, moved to `checkpoints.corrupt/` (never deleted) and
+    the previous step is used.
+  * Old steps beyond `keep` are deleted only after a newer step is committed.
 """
 
+import hashlib
+import json
 import os
+import shutil
 from typing import Any
 
 import orbax.checkpoint as ocp
+from absl import logging
 
 from bigmodel_jax.train.state import TrainState
 
+MANIFEST = 'sha256.json'
+CORRUPT_SUFFIX = '.corrupt'
+_TMP_SUFFIX = '.orbax-checkpoint-tmp'  # Orbax 0.12's name for a step being written
+# Orbax rewrites this one after the commit (it adds the commit time); it holds no array data.
+_REWRITTEN_AFTER_COMMIT = '_CHECKPOINT_METADATA'
+
+
+def _sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def _files(step_dir: str) -> list[str]:
+  paths = []
+  for root, _, names in os.walk(step_dir):
+    paths += [os.path.relpath(os.path.join(root, name), step_dir) for name in names]
+  return sorted(p for p in paths if p not in (MANIFEST, _REWRITTEN_AFTER_COMMIT))
+
+
+def write_manifest(step_dir: str) -> None:
+  """Records the size and SHA-256 of every file in `step_dir` in `step_dir/sha256.json`."""
+  manifest = {p: {'bytes': os.path.getsize(os.path.join(step_dir, p)),
+                  'sha256': _sha256(os.path.join(step_dir, p))} for p in _files(step_dir)}
+  with open(os.path.join(step_dir, MANIFEST), 'w', encoding='utf-8') as f:
+    json.dump(manifest, f, indent=1)
+
+
+def verify_manifest(step_dir: str) -> str | None:
+  """None if every file in the manifest is intact, else what is wrong (one line)."""
+  path = os.path.join(step_dir, MANIFEST)
+  try:
+    with open(path, encoding='utf-8') as f:
+      manifest = json.load(f)
+  except FileNotFoundError:
+    return f'{MANIFEST} is missing'
+  except ValueError as e:
+    return f'{MANIFEST} is unreadable ({e})'
+  for name, expected in manifest.items():
+    file = os.path.join(step_dir, name)
+    if not os.path.exists(file):
+      return f'{name} is missing'
+    if os.path.getsize(file) != expected['bytes']:
+      return f"{name} has {os.path.getsize(file)} bytes, {expected['bytes']} were written"
+    if _sha256(file) != expected['sha256']:
+      return f'{name} does not match its SHA-256 (altered on disk)'
+  return None
+
 
 class Checkpointer:
-  """Saves every `save_every` steps (and whenever forced), keeps the newest `keep`."""
+  """Saves steps asynchronously, keeps the newest `keep`, restores the newest intact one."""
 
-  def __init__(self, directory: str, *, save_every: int, keep: int):
+  def __init__(self, directory: str, *, keep: int):
     self.directory = os.path.abspath(directory)
-    self.save_every = save_every
+    self._saving_step: int | None = None
     self._manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                             enable_async_checkpointing=True))
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, enable_async_checkpointing=True,
+            # Leftovers of saves that were killed half-way: never complete, never read.
+            cleanup_tmp_directories=True,
+            async_options=ocp.AsyncOptions(post_finalization_callback=self._write_manifest)))
+
+  def _write_manifest(self) -> None:
+    # Runs in Orbax's save thread after the step's files are complete and before the rename
+    # that commits them, so a committed step always carries its checksums.
+    tmp = os.path.join(self.directory, f'{self._saving_step}{_TMP_SUFFIX}')
+    if not os.path.isdir(tmp):
+      raise RuntimeError(f'{tmp} not found: this Orbax version names its temporary directories '
+                         'differently; update checkpoint._TMP_SUFFIX')
+    write_manifest(tmp)
+
+  def step_dir(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def maybe_save(self, step: int, state: TrainState, data_state: dict[str, Any], *,
-                 force: bool = False) -> bool:
-    """Starts an asynchronous save if `step` is due (or `force`); returns whether it did."""
-    if not force and step % self.save_every:
-      return False
+  def save(self, step: int, state: TrainState, data_state: dict[str, Any],
+           log_state: dict[str, Any]) -> None:
+    """Starts an asynchronous save of `step` (nothing if that step is already saved)."""
     if step in self._manager.all_steps():
-      return False
-    return self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=True)
+      return
+    self._manager.wait_until_finished()  # the manifest callback reads which step is in flight
+    self._saving_step = step
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
+        log=ocp.args.JsonSave(log_state)), force=True)
 
-  def restore(self, step: int, abstract_state: TrainState) -> tuple[TrainState, dict[str, Any]]:
-    """Restores step `step` onto the shardings given in `abstract_state` (ShapeDtypeStructs)."""
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
-    return restored.state, restored.data
+  def restore_latest(self, abstract_state: TrainState
+                     ) -> tuple[int, TrainState, dict[str, Any], dict[str, Any]] | None:
+    """The newest intact step: (step, state, input position, log interval), or None if none.
+
+    `abstract_state` (ShapeDtypeStructs with shardings) says where the arrays go. A step whose
+    files do not match its checksums is moved to `checkpoints.corrupt/` and the next older is tried.
+    """
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      problem = verify_manifest(self.step_dir(step))
+      if problem is None:
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore(),
+            log=ocp.args.JsonRestore()))
+        return step, restored.state, restored.data, restored.log
+      moved = self._quarantine(step)
+      logging.warning('Checkpoint %s is corrupt: %s. Moved it to %s; trying the previous one.',
+                      self.step_dir(step), problem, moved)
+    return None
+
+  def _quarantine(self, step: int) -> str:
+    corrupt_dir = self.directory + CORRUPT_SUFFIX
+    os.makedirs(corrupt_dir, exist_ok=True)
+    target, n = os.path.join(corrupt_dir, str(step)), 1
+    while os.path.exists(target):
+      target, n = os.path.join(corrupt_dir, f'{step}.{n}'), n + 1
+    shutil.move(self.step_dir(step), target)
+    self._manager.reload()
+    return target
 
   def size_bytes(self) -> int:
     """Bytes on disk of all kept checkpoints."""

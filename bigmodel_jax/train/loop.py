@@ -3,14 +3,16 @@
 Order of work, so that bad input never leaves a trace:
   1. validate the config, load the data, build task, model and optimizer (any UserInputError here
      leaves the workdir untouched);
-  2. write config.json and dataset.json, then resume from the newest checkpoint in the workdir or
-     initialise from the seed;
+  2. lock the workdir (one run at a time), refuse a config that its checkpoints cannot continue,
+     write config.json and dataset.json, then resume from the newest intact checkpoint in the
+     workdir or initialise from the seed;
   3. run the compiled step; the host reads metrics only every `log_every` steps; evaluate every
-     `eval_every`, checkpoint every `checkpoint_every` and at the end;
+     `eval_every`, checkpoint every `checkpoint_every`, at the end and on SIGTERM/SIGINT;
   4. write summary.json: final metrics and the cost report.
 """
 
 import os
+import signal
 import time
 from typing import Any, Callable
 
@@ -22,14 +24,20 @@ from ml_collections import ConfigDict
 
 from bigmodel_jax import cost
 from bigmodel_jax import data
+from bigmodel_jax.errors import NonFiniteError, Preempted
+from bigmodel_jax.train import log_interval
 from bigmodel_jax.train import optimizers
+from bigmodel_jax.train import resume
 from bigmodel_jax.train import run_files
 from bigmodel_jax.train import step as step_lib
 from bigmodel_jax.train import tasks
 from bigmodel_jax.train.checkpoint import Checkpointer
 from bigmodel_jax.train.evaluate import evaluate
+from bigmodel_jax.train.log_interval import LogInterval
+from bigmodel_jax.train.preemption import PreemptionWatcher
 from bigmodel_jax.train.state import TrainState, create_train_state
 from bigmodel_jax.train.validation import validate_config
+from bigmodel_jax.train.workdir_lock import WorkdirLock
 from bigmodel_jax.train.writers import MetricWriter
 
 
@@ -47,16 +55,19 @@ def eval_batches(dataset: data.Dataset, config: ConfigDict):
 
 
 def _restore_or_init(checkpointer: Checkpointer, init: Callable[[], TrainState]
-                     ) -> tuple[TrainState, dict[str, Any] | None]:
-  """The newest checkpoint's state and input position, else a fresh state and no position."""
-  step = checkpointer.latest_step()
-  if step is None:
-    return init(), None
+                     ) -> tuple[TrainState, dict[str, Any] | None, dict[str, Any] | None]:
+  """The newest intact checkpoint's state, input position and log interval, else a fresh state."""
+  if checkpointer.latest_step() is None:
+    return init(), None, None
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, jax.eval_shape(init))
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), abstract)
+  restored = checkpointer.restore_latest(abstract)
+  if restored is None:  # every checkpoint was corrupt (and has been moved aside)
+    return init(), None, None
+  step, state, data_state, log_state = restored
   logging.info('Resuming from %s step %d', checkpointer.directory, step)
-  return checkpointer.restore(step, abstract)
+  return state, data_state, log_state
 
 
 def _flops_per_step(config: ConfigDict, metadata: dict[str, Any], params: Any,
@@ -73,9 +84,15 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
                        on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
   """Trains and evaluates the run that `config` describes in `workdir`; returns the summary.
 
-  Rerunning with the same workdir resumes from its newest checkpoint; a run that already reached
-  `config.num_steps` returns its saved summary with `already_finished` set.
+  Rerunning with the same workdir resumes from its newest intact checkpoint; a run that already
+  reached `config.num_steps` returns its saved summary with `already_finished` set.
   `on_step(step)` is called after every step (the entry point's progress bar).
+
+  Raises:
+    UserInputError: bad config or data, a workdir in use by a live run, or a config change that
+      the workdir's checkpoints cannot continue; nothing has been written then.
+    Preempted: SIGTERM or SIGINT arrived; a checkpoint of the last finished step was saved.
+    NonFiniteError: the loss or a gradient was NaN/Inf (unless config.skip_nonfinite_updates).
   """
   # 1. Everything that can reject the input, before the workdir is touched.
   validate_config(config)
@@ -86,13 +103,23 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
   train_iter = data.train_batches(dataset.train, batch_size=config.batch_size, seed=config.seed)
   inputs = run_files.example_inputs(dataset.metadata)
 
-  # 2. Workdir, resume or init.
+  # 2. Workdir (one run at a time), resume or init.
   os.makedirs(workdir, exist_ok=True)
-  run_files.write_json(os.path.join(workdir, run_files.CONFIG), config.to_dict())
+  with WorkdirLock(workdir), PreemptionWatcher() as preemption:
+    return _run_in_workdir(config, workdir, dataset, task, model, tx, schedule, train_iter,
+                           inputs, preemption, on_step)
+
+
+def _run_in_workdir(config, workdir, dataset, task, model, tx, schedule, train_iter, inputs,
+                    preemption, on_step) -> dict[str, Any]:
+  config_path = os.path.join(workdir, run_files.CONFIG)
+  if os.path.exists(config_path):
+    resume.check_config_change(run_files.read_json(config_path), config, workdir)
+  run_files.write_json(config_path, config.to_dict())
   run_files.write_json(os.path.join(workdir, run_files.DATASET), dataset.metadata)
   checkpointer = Checkpointer(os.path.join(workdir, run_files.CHECKPOINTS),
-                              save_every=config.checkpoint_every, keep=config.keep_checkpoints)
-  state, data_state = _restore_or_init(
+                              keep=config.keep_checkpoints)
+  state, data_state, log_state = _restore_or_init(
       checkpointer, lambda: create_train_state(model, tx, inputs, config.seed))
   start_step = int(state.step)
   summary_path = os.path.join(workdir, run_files.SUMMARY)
@@ -114,11 +141,13 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
   num_params = cost.count_params(state.params)
   logging.info('Model %s: %s parameters; task %s; %d steps from step %d', config.model.name,
                f'{num_params:,}', task.name, config.num_steps, start_step)
-  with MetricWriter(workdir) as writer:
+  interval = (LogInterval.from_json(log_state) if log_state is not None
+              else LogInterval.empty(train_step.out_info[1]))
+  with MetricWriter(workdir, resume_step=start_step) as writer:
     try:
       state, eval_metrics, seconds_per_step = _train(
           config, dataset, task, state, batch, train_iter, train_step, eval_step, schedule,
-          checkpointer, writer, on_step)
+          checkpointer, writer, interval, preemption, on_step)
     finally:
       # Also on an exception: saves already started complete before the process goes on.
       checkpointer.close()
@@ -130,12 +159,28 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
   return summary
 
 
+def _stop_if_nonfinite(interval: LogInterval, checkpointer: Checkpointer) -> None:
+  """Raises NonFiniteError if a step of `interval` had a NaN/Inf loss or gradient."""
+  first = int(interval.first_nonfinite_step)
+  if first < 0:
+    return
+  good = checkpointer.latest_step()
+  where = (f'{checkpointer.step_dir(good)} (step {good})' if good is not None
+           else 'none yet (the run restarts from its seed)')
+  raise NonFiniteError(
+      f'the loss or a gradient was NaN or infinite at step {first}; stopped before saving it. '
+      f'Last good checkpoint: {where}. Lower the learning rate, check the data, or set '
+      'config.skip_nonfinite_updates=True to skip such updates')
+
+
 def _train(config, dataset, task, state, batch, train_iter, train_step, eval_step, schedule,
-           checkpointer, writer, on_step) -> tuple[TrainState, dict[str, float], float | None]:
+           checkpointer, writer, interval, preemption, on_step
+           ) -> tuple[TrainState, dict[str, float], float | None]:
   """The step loop; returns the final state, the last evaluation and the steady seconds/step."""
   start_step = int(state.step)
   seq_len = dataset.metadata.get('seq_len', 0)
-  summed, interval_steps = None, 0
+  empty_interval = LogInterval.empty(train_step.out_info[1])
+  timed_steps = 0  # since this process started the interval: throughput, not the logged means
   interval_start = time.perf_counter()
   steady_time, steady_steps = 0.0, 0  # excludes the first interval (compilation, warm-up)
   eval_metrics: dict[str, float] = {}
@@ -143,26 +188,38 @@ def _train(config, dataset, task, state, batch, train_iter, train_step, eval_ste
     if step > start_step:
       batch = next(train_iter)
     state, metrics = train_step(state, batch)
-    summed = metrics if summed is None else jax.tree.map(jnp.add, summed, metrics)
-    interval_steps += 1
     done = step + 1
-    if done % config.log_every == 0 or done == config.num_steps:
-      means = {k: float(v) / interval_steps for k, v in jax.device_get(summed).items()}
+    interval = log_interval.add(interval, metrics, jnp.int32(done))
+    timed_steps += 1
+    log_due = done % config.log_every == 0 or done == config.num_steps
+    save_due = (done % config.checkpoint_every == 0 or done == config.num_steps
+                or preemption.signal is not None)
+    if (log_due or save_due) and not config.skip_nonfinite_updates:
+      _stop_if_nonfinite(interval, checkpointer)
+    if log_due:
+      means = interval.means()
+      if config.skip_nonfinite_updates:
+        means['skipped_updates'] = int(interval.nonfinite_steps)
       elapsed = time.perf_counter() - interval_start
-      if done - interval_steps > start_step:
+      if done - timed_steps > start_step:
         steady_time += elapsed
-        steady_steps += interval_steps
-      throughput = {'examples_per_second': interval_steps * config.batch_size / elapsed}
+        steady_steps += timed_steps
+      throughput = {'examples_per_second': timed_steps * config.batch_size / elapsed}
       if seq_len:
         throughput['tokens_per_second'] = throughput['examples_per_second'] * seq_len
       writer.write(done, 'train', {**means, 'learning_rate': float(schedule(done - 1)), **throughput})
-      summed, interval_steps = None, 0
+      interval, timed_steps = empty_interval, 0
       interval_start = time.perf_counter()
     if done % config.eval_every == 0 or done == config.num_steps:
       eval_metrics = evaluate(eval_step, state.params, eval_batches(dataset, config), task)
       writer.write(done, 'eval', eval_metrics)
       interval_start = time.perf_counter()  # evaluation time is not training throughput
-    checkpointer.maybe_save(done, state, train_iter.get_state(), force=done == config.num_steps)
+    if save_due:
+      checkpointer.save(done, state, train_iter.get_state(), interval.to_json())
+    if preemption.signal is not None:  # the caller's `finally` completes the save
+      raise Preempted(f'stopped at step {done} by {signal.Signals(preemption.signal).name}; '
+                      f'checkpoint saved in {checkpointer.step_dir(done)}; rerun the same '
+                      'command to continue', preemption.signal)
     if on_step is not None:
       on_step(done)
   if not eval_metrics:  # resumed at the end of a run that left no summary

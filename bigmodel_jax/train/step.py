@@ -13,6 +13,11 @@ from bigmodel_jax.train.tasks import Batch, Task
 Metrics = dict[str, jax.Array]
 
 
+def all_finite(tree) -> jax.Array:
+  """True when no leaf of `tree` holds a NaN or an infinity."""
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
 def make_train_step(model: nn.Module, task: Task, tx: optax.GradientTransformation, *,
                     grad_accum_steps: int = 1) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """`train_step(state, batch) -> (state, metrics)` for one global batch.
@@ -20,6 +25,10 @@ def make_train_step(model: nn.Module, task: Task, tx: optax.GradientTransformati
   With `grad_accum_steps = K` the batch is split into K equal micro-batches whose gradients are
   averaged before the single update: the same update as one step on the whole batch, with 1/K of
   the activation memory.
+
+  metrics['nonfinite'] is 1 when the loss or a gradient was NaN or infinite; that step's update is
+  skipped (the same effect as optax.apply_if_finite, whose extra optimizer state would make the
+  checkpoint's layout depend on the NaN policy).
   """
 
   def loss_fn(params, batch: Batch, rng: jax.Array):
@@ -52,7 +61,15 @@ def make_train_step(model: nn.Module, task: Task, tx: optax.GradientTransformati
       grads, metrics = accumulated_grads(state.params, batch, rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, 'grad_norm': optax.tree.norm(grads)}
+
+    # A non-finite loss or gradient leaves params and optimizer state as they were; the step
+    # counter still advances (the batch is consumed). The loop stops or carries on (see loop).
+    finite = jnp.isfinite(metrics['loss']) & all_finite(grads)
+    params, opt_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                                     (params, opt_state), (state.params, state.opt_state))
+
+    metrics = {**metrics, 'grad_norm': optax.tree.norm(grads),
+               'nonfinite': (~finite).astype(jnp.int32)}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step

@@ -18,6 +18,9 @@ def validate_config(config: ConfigDict) -> None:
     value = config[field]
     if not isinstance(value, int) or value <= 0:
       raise UserInputError(f'config.{field} must be a positive integer, got {value!r}')
+  if not isinstance(config.skip_nonfinite_updates, bool):
+    raise UserInputError('config.skip_nonfinite_updates must be True or False, got '
+                         f'{config.skip_nonfinite_updates!r}')
   if config.batch_size % config.grad_accum_steps:
     raise UserInputError(f'config.batch_size={config.batch_size} must be divisible by '
                          f'config.grad_accum_steps={config.grad_accum_steps}')

@@ -13,6 +13,28 @@ import jax
 from absl import logging
 
 
+METRICS = 'metrics.jsonl'
+
+
+def _drop_records_after(path: str, step: int) -> None:
+  """Rewrites `path` (atomically) without records past `step` or a line torn by a kill."""
+  if not os.path.exists(path):
+    return
+  kept = []
+  with open(path, encoding='utf-8') as f:
+    for line in f:
+      try:
+        record = json.loads(line)
+      except ValueError:
+        continue
+      if record['step'] <= step:
+        kept.append(line if line.endswith('\n') else line + '\n')
+  tmp = path + '.tmp'
+  with open(tmp, 'w', encoding='utf-8') as f:
+    f.writelines(kept)
+  os.replace(tmp, path)
+
+
 def _format(value: Any) -> str:
   if isinstance(value, float):
     return f'{value:.4g}'
@@ -22,14 +44,22 @@ def _format(value: Any) -> str:
 class MetricWriter:
   """Writes `{'step': s, 'split': 'train'|'eval'|..., **metrics}` records."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, *, resume_step: int = 0):
+    """Appends to the workdir's records, first dropping those after `resume_step`.
+
+    A killed run may have logged steps after its last checkpoint; the resumed run logs them
+    again, so the old ones go (TensorBoard hides them through its purge_step).
+    """
     self._enabled = jax.process_index() == 0
     self._jsonl = None
     self._tensorboard = None
     if self._enabled:
       import tensorboardX  # pylint: disable=g-import-not-at-top  (heavy, and only process 0 needs it)
-      self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a', encoding='utf-8')
-      self._tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+      path = os.path.join(workdir, METRICS)
+      _drop_records_after(path, resume_step)
+      self._jsonl = open(path, 'a', encoding='utf-8')
+      self._tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'),
+                                                     purge_step=resume_step + 1)
 
   def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
     if not self._enabled:

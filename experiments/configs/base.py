@@ -38,6 +38,10 @@ def get_base_config() -> config_dict.ConfigDict:
   config.optimizer.weight_decay = 1e-4  # not applied to biases and norm scales
   config.optimizer.grad_clip_norm = 1.0  # 0 disables
 
+  # A NaN/Inf loss or gradient stops the run (naming the step and the last good checkpoint);
+  # True skips such updates instead and logs how many were skipped.
+  config.skip_nonfinite_updates = False
+
   config.log_every = 100
   config.eval_every = 500
   config.eval_batches = 0              # 0: the whole test split

@@ -1,0 +1,55 @@
+"""Which config changes a resumed run accepts.
+
+A workdir's checkpoints hold arrays shaped by its config and a data position that only means
+something for the same data, batch and seed; continuing them under another model, dataset or
+batch would fail at restore or, worse, silently train a different run. Only the fields below,
+which change how long and how visibly a run trains but not what it computes per step, may differ.
+"""
+
+from typing import Any
+
+from absl import logging
+from ml_collections import ConfigDict
+
+from bigmodel_jax.errors import UserInputError
+
+SAFE_FIELDS = frozenset({
+    'num_steps', 'log_every', 'eval_every', 'eval_batches', 'checkpoint_every',
+    'keep_checkpoints', 'skip_nonfinite_updates',
+    # The schedule's length; its shape (name, peak, end ratio) would change the run.
+    'optimizer.warmup_steps', 'optimizer.decay_every',
+    'data.data_dir',  # where the same prepared data lives
+})
+SAFE_PREFIXES = ('sample.',)  # what is printed after training
+
+
+def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = list(value) if isinstance(value, tuple) else value
+  return flat
+
+
+def check_config_change(saved: dict[str, Any], config: ConfigDict, workdir: str) -> None:
+  """Logs the safe differences between `saved` (config.json) and `config`; refuses the others."""
+  old, new = _flatten(saved), _flatten(config.to_dict())
+  missing = object()
+  changed = {k: (old.get(k, missing), new.get(k, missing)) for k in sorted(old.keys() | new.keys())
+             if old.get(k, missing) != new.get(k, missing)}
+
+  def describe(fields):
+    return ', '.join(f"{k}: {'(none)' if a is missing else repr(a)} -> "
+                     f"{'(none)' if b is missing else repr(b)}" for k, (a, b) in fields.items())
+
+  unsafe = {k: v for k, v in changed.items()
+            if k not in SAFE_FIELDS and not k.startswith(SAFE_PREFIXES)}
+  if unsafe:
+    raise UserInputError(
+        f'--workdir={workdir} was trained with another {", ".join(unsafe)} ({describe(unsafe)}); '
+        'its checkpoints cannot continue under the new values: rerun with the old ones or choose '
+        'a new --workdir')
+  if changed:
+    logging.info('Resuming with changed settings: %s', describe(changed))
