@@ -32,6 +32,11 @@ class _ProgressBar:
       self._bar = tqdm.tqdm(total=self._total, initial=step - 1, unit='step', dynamic_ncols=True)
     self._bar.update(1)
     if step == self._total:
+      self.close()
+
+  def close(self) -> None:
+    """Ends the bar's line, so that a message after it (e.g. on SIGTERM) starts a new one."""
+    if self._bar is not None:
       self._bar.close()
 
 
@@ -44,7 +49,11 @@ def main(argv):
   if _DATASET.value:
     config.data.name = _DATASET.value
   workdir = _WORKDIR.value or f'runs/{config.model.name}'
-  summary = train_and_evaluate(config, workdir, on_step=_ProgressBar(config.num_steps))
+  progress = _ProgressBar(config.num_steps)
+  try:
+    summary = train_and_evaluate(config, workdir, on_step=progress)
+  finally:
+    progress.close()
   if summary.get('already_finished'):
     print(f"Run in {workdir} already finished at step {summary['cost']['step']} "
           f'(config.num_steps={config.num_steps}); raise it to train further.')

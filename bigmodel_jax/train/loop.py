@@ -191,9 +191,10 @@ def _train(config, dataset, task, state, batch, train_iter, train_step, eval_ste
     done = step + 1
     interval = log_interval.add(interval, metrics, jnp.int32(done))
     timed_steps += 1
+    stop_signal = preemption.signal  # read once: a signal may arrive at any line below
     log_due = done % config.log_every == 0 or done == config.num_steps
     save_due = (done % config.checkpoint_every == 0 or done == config.num_steps
-                or preemption.signal is not None)
+                or stop_signal is not None)
     if (log_due or save_due) and not config.skip_nonfinite_updates:
       _stop_if_nonfinite(interval, checkpointer)
     if log_due:
@@ -216,10 +217,10 @@ def _train(config, dataset, task, state, batch, train_iter, train_step, eval_ste
       interval_start = time.perf_counter()  # evaluation time is not training throughput
     if save_due:
       checkpointer.save(done, state, train_iter.get_state(), interval.to_json())
-    if preemption.signal is not None:  # the caller's `finally` completes the save
-      raise Preempted(f'stopped at step {done} by {signal.Signals(preemption.signal).name}; '
+    if stop_signal is not None:  # the caller's `finally` completes the save
+      raise Preempted(f'stopped at step {done} by {signal.Signals(stop_signal).name}; '
                       f'checkpoint saved in {checkpointer.step_dir(done)}; rerun the same '
-                      'command to continue', preemption.signal)
+                      'command to continue', stop_signal)
     if on_step is not None:
       on_step(done)
   if not eval_metrics:  # resumed at the end of a run that left no summary
