@@ -48,8 +48,8 @@ def check_config_change(saved: dict[str, Any], config: ConfigDict, workdir: str)
             if k not in SAFE_FIELDS and not k.startswith(SAFE_PREFIXES)}
   if unsafe:
     raise UserInputError(
-        f'--workdir={workdir} was trained with another {", ".join(unsafe)} ({describe(unsafe)}); '
-        'its checkpoints cannot continue under the new values: rerun with the old ones or choose '
-        'a new --workdir')
+        f'--workdir={workdir} was trained with other values of {describe(unsafe)}; its '
+        'checkpoints cannot continue under the new ones: rerun with the old values or choose a '
+        'new --workdir')
   if changed:
     logging.info('Resuming with changed settings: %s', describe(changed))

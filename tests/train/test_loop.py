@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from bigmodel_jax.errors import UserInputError
+from bigmodel_jax import data
+from bigmodel_jax.errors import NonFiniteError, UserInputError
 from bigmodel_jax.train import run_files
 from bigmodel_jax.train.loop import load_dataset, train_and_evaluate
 from experiments.configs import cnn as cnn_config
@@ -123,3 +124,82 @@ def test_model_that_does_not_fit_the_task_is_rejected(tmp_path):
   with pytest.raises(UserInputError, match="model 'transformer' does not do classification"):
     train_and_evaluate(config, str(tmp_path / 'run'))
   assert not (tmp_path / 'run').exists()
+
+
+class _NaNBatchAt:
+  """The training iterator, with the batch of step `bad_step` (1-based) made of NaNs."""
+
+  def __init__(self, iterator, bad_step):
+    self._iterator, self._bad_step, self._count = iterator, bad_step, 0
+
+  def __next__(self):
+    batch = next(self._iterator)
+    self._count += 1
+    if self._count == self._bad_step:
+      batch = {**batch, 'inputs': np.full_like(batch['inputs'], np.nan)}
+    return batch
+
+  def get_state(self):
+    return self._iterator.get_state()
+
+  def set_state(self, state):
+    self._iterator.set_state(state)
+
+
+def _nan_config(monkeypatch, bad_step):
+  real = data.train_batches
+  monkeypatch.setattr(data, 'train_batches',
+                      lambda *a, **k: _NaNBatchAt(real(*a, **k), bad_step))
+  config = mlp_config.get_config()
+  config.num_steps, config.log_every, config.checkpoint_every, config.eval_every = 30, 4, 5, 30
+  return config
+
+
+def test_nan_batch_stops_the_run_naming_the_step_and_last_good_checkpoint(tmp_path, monkeypatch):
+  config = _nan_config(monkeypatch, bad_step=13)
+  with pytest.raises(NonFiniteError) as error:
+    train_and_evaluate(config, str(tmp_path))
+  checkpoints = tmp_path / 'checkpoints'
+  assert 'NaN or infinite at step 13;' in str(error.value)
+  assert f'Last good checkpoint: {checkpoints / "10"} (step 10)' in str(error.value)
+  assert sorted(os.listdir(checkpoints)) == ['10', '5']  # nothing saved after the bad step
+  logged = [json.loads(line)['step'] for line in open(tmp_path / 'metrics.jsonl')]
+  assert logged == [4, 8, 12]
+
+
+def test_nan_batch_is_skipped_and_counted_when_configured(tmp_path, monkeypatch):
+  config = _nan_config(monkeypatch, bad_step=13)
+  config.skip_nonfinite_updates = True
+  train_and_evaluate(config, str(tmp_path))
+  train = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+  train = {r['step']: r for r in train if r['split'] == 'train'}
+  assert [train[s]['skipped_updates'] for s in (12, 16, 20)] == [0, 1, 0]
+  assert all(math.isfinite(r['loss']) for r in train.values())
+  assert train[30]['loss'] < train[4]['loss']
+
+
+def test_same_seed_gives_identical_losses_and_another_seed_does_not(tmp_path):
+  def losses(workdir, seed):
+    config = mlp_config.get_config()
+    config.num_steps, config.log_every, config.eval_every, config.seed = 40, 5, 40, seed
+    train_and_evaluate(config, str(workdir))
+    return [r['loss'] for r in map(json.loads, open(workdir / 'metrics.jsonl'))
+            if r['split'] == 'train']
+
+  first = losses(tmp_path / 'a', 0)
+  assert losses(tmp_path / 'b', 0) == first
+  assert losses(tmp_path / 'c', 1) != first
+
+
+def test_resume_with_other_shapes_is_refused_and_leaves_the_workdir_as_it_was(tmp_path):
+  config = _quiet(mlp_config.get_config())
+  config.num_steps, config.eval_every = 10, 10
+  train_and_evaluate(config, str(tmp_path))
+  before = {p: (tmp_path / p).read_bytes() for p in ('config.json', 'metrics.jsonl', 'summary.json')}
+  config.model.hidden_sizes = (32,)
+  with pytest.raises(UserInputError, match=r'other values of model.hidden_sizes: \[128\] -> \[32\];'):
+    train_and_evaluate(config, str(tmp_path))
+  assert {p: (tmp_path / p).read_bytes() for p in before} == before
+  config.model.hidden_sizes = (128,)
+  config.num_steps, config.log_every = 20, 5  # safe: longer, logged more often
+  assert train_and_evaluate(config, str(tmp_path))['cost']['step'] == 20

@@ -57,3 +57,20 @@ def test_padding_rows_do_not_change_eval_statistics():
   a, b = eval_step(params, batch), eval_step(params, padded)
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6), a, b)
   assert float(b['count']) == 10
+
+
+def test_nonfinite_loss_skips_the_update_and_is_reported():
+  model, task, tx = _Tiny(), tasks.Classification(3), optax.adam(1e-2)
+  state = create_train_state(model, tx, jnp.zeros((1, 4)), seed=0)
+  train_step = jax.jit(step_lib.make_train_step(model, task, tx))
+  good = _batch(8)
+  bad = {**good, 'inputs': good['inputs'].copy()}
+  bad['inputs'][3, 1] = np.nan
+  after_bad, bad_metrics = train_step(state, bad)
+  assert int(bad_metrics['nonfinite']) == 1 and np.isnan(bad_metrics['loss'])
+  assert int(after_bad.step) == 1
+  jax.tree.map(np.testing.assert_array_equal, (after_bad.params, after_bad.opt_state),
+               (state.params, state.opt_state))
+  after_good, good_metrics = train_step(after_bad, good)
+  assert int(good_metrics['nonfinite']) == 0
+  assert not np.array_equal(after_good.params['Dense_0']['kernel'], state.params['Dense_0']['kernel'])

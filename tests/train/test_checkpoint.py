@@ -1,0 +1,119 @@
+"""Checkpoints on disk: checksums, torn saves, corrupt steps, and that nothing good is deleted early."""
+
+import json
+import logging
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bigmodel_jax.train import checkpoint as checkpoint_lib
+from bigmodel_jax.train.checkpoint import Checkpointer
+from bigmodel_jax.train.state import TrainState
+
+
+def _state(step: int) -> TrainState:
+  return TrainState(step=jnp.int32(step), params={'w': jnp.arange(1000.0) * step},
+                    opt_state={'mu': jnp.full((3,), float(step))}, rng=jax.random.PRNGKey(0))
+
+
+def _abstract():
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), _state(0))
+
+
+def _save_steps(directory, steps, keep=5):
+  checkpointer = Checkpointer(str(directory), keep=keep)
+  for step in steps:
+    checkpointer.save(step, _state(step), {'position': step}, {'sums': {}, 'step': step})
+  checkpointer.close()
+
+
+def _restore(directory):
+  checkpointer = Checkpointer(str(directory), keep=5)
+  try:
+    return checkpointer.restore_latest(_abstract())
+  finally:
+    checkpointer.close()
+
+
+def _largest_array_file(step_dir):
+  manifest = json.load(open(os.path.join(step_dir, checkpoint_lib.MANIFEST)))
+  name = max(manifest, key=lambda n: manifest[n]['bytes'])
+  return os.path.join(step_dir, name)
+
+
+def test_every_committed_step_carries_matching_checksums(tmp_path):
+  _save_steps(tmp_path / 'ckpt', [1, 2])
+  for step in (1, 2):
+    step_dir = tmp_path / 'ckpt' / str(step)
+    manifest = json.load(open(step_dir / checkpoint_lib.MANIFEST))
+    assert any(name.startswith('state/') for name in manifest)
+    assert any(name.startswith('data/') for name in manifest)
+    assert checkpoint_lib.verify_manifest(str(step_dir)) is None
+  step, state, data_state, log_state = _restore(tmp_path / 'ckpt')
+  assert step == 2 and data_state == {'position': 2} and log_state['step'] == 2
+  np.testing.assert_array_equal(state.params['w'], np.arange(1000.0) * 2)
+
+
+@pytest.mark.parametrize('damage', ['truncate', 'flip_byte', 'delete'])
+def test_corrupt_newest_step_is_reported_moved_aside_and_previous_used(tmp_path, caplog, damage):
+  _save_steps(tmp_path / 'ckpt', [1, 2])
+  newest = str(tmp_path / 'ckpt' / '2')
+  victim = _largest_array_file(newest)
+  if damage == 'truncate':
+    with open(victim, 'r+b') as f:
+      f.truncate(os.path.getsize(victim) // 2)
+  elif damage == 'flip_byte':
+    with open(victim, 'r+b') as f:
+      f.seek(os.path.getsize(victim) // 2)
+      byte = f.read(1)
+      f.seek(-1, os.SEEK_CUR)
+      f.write(bytes([byte[0] ^ 0xFF]))
+  else:
+    os.remove(victim)
+  assert checkpoint_lib.verify_manifest(newest) is not None
+
+  with caplog.at_level(logging.WARNING):
+    step, state, data_state, _ = _restore(tmp_path / 'ckpt')
+  assert step == 1 and data_state == {'position': 1}
+  np.testing.assert_array_equal(state.params['w'], np.arange(1000.0))
+  assert f'Checkpoint {newest} is corrupt' in caplog.text
+  # Moved, not deleted: the bytes are still there for a post-mortem.
+  assert sorted(os.listdir(tmp_path / 'ckpt.corrupt')) == ['2']
+  assert not os.path.exists(newest)
+
+
+def test_all_steps_corrupt_gives_none(tmp_path):
+  _save_steps(tmp_path / 'ckpt', [1])
+  os.remove(os.path.join(tmp_path / 'ckpt' / '1', checkpoint_lib.MANIFEST))
+  assert _restore(tmp_path / 'ckpt') is None
+  assert os.listdir(tmp_path / 'ckpt.corrupt') == ['1']
+
+
+def test_save_killed_half_way_is_ignored(tmp_path):
+  _save_steps(tmp_path / 'ckpt', [1])
+  # What a kill during Orbax's write leaves: a temporary directory that was never renamed.
+  torn = tmp_path / 'ckpt' / '2.orbax-checkpoint-tmp'
+  (torn / 'state').mkdir(parents=True)
+  (torn / 'state' / 'manifest.ocdbt').write_bytes(b'\0' * 7)
+  step, _, data_state, _ = _restore(tmp_path / 'ckpt')
+  assert step == 1 and data_state == {'position': 1}
+  assert not (tmp_path / 'ckpt.corrupt').exists()
+
+
+def test_old_steps_are_deleted_only_after_the_newer_one_is_complete(tmp_path, monkeypatch):
+  seen_at_commit = {}
+  write_manifest = checkpoint_lib.write_manifest
+
+  def record(step_dir):  # called when the new step's files are complete, before its commit
+    seen_at_commit[os.path.basename(step_dir)] = sorted(os.listdir(tmp_path / 'ckpt'))
+    write_manifest(step_dir)
+
+  monkeypatch.setattr(checkpoint_lib, 'write_manifest', record)
+  _save_steps(tmp_path / 'ckpt', [1, 2, 3, 4], keep=2)
+  assert seen_at_commit['3.orbax-checkpoint-tmp'] == ['1', '2', '3.orbax-checkpoint-tmp']
+  assert seen_at_commit['4.orbax-checkpoint-tmp'] == ['2', '3', '4.orbax-checkpoint-tmp']
+  assert sorted(os.listdir(tmp_path / 'ckpt')) == ['3', '4']

@@ -1,0 +1,40 @@
+import logging
+
+import pytest
+
+from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.train import resume
+from experiments.configs import transformer as transformer_config
+
+
+def _saved():
+  return transformer_config.get_config().to_dict()
+
+
+def test_shape_changes_are_refused_naming_every_field():
+  config = transformer_config.get_config()
+  config.model.d_model = 64
+  config.data.seq_len = 256
+  with pytest.raises(UserInputError) as error:
+    resume.check_config_change(_saved(), config, 'runs/x')
+  message = str(error.value)
+  assert 'other values of data.seq_len: 128 -> 256, model.d_model: 128 -> 64;' in message
+  assert '--workdir=runs/x' in message and '\n' not in message
+
+
+def test_safe_changes_are_allowed_and_logged(caplog):
+  config = transformer_config.get_config()
+  config.num_steps = 5000
+  config.log_every = 10
+  config.optimizer.warmup_steps = 200
+  config.sample.temperature = 0.5
+  with caplog.at_level(logging.INFO):
+    resume.check_config_change(_saved(), config, 'runs/x')
+  assert 'log_every: 100 -> 10, num_steps: 2000 -> 5000, optimizer.warmup_steps: 100 -> 200' in caplog.text
+
+
+def test_a_field_added_to_the_config_since_counts_as_a_change():
+  saved = _saved()
+  del saved['model']['tie_embeddings']
+  with pytest.raises(UserInputError, match=r'model.tie_embeddings: \(none\) -> True'):
+    resume.check_config_change(saved, transformer_config.get_config(), 'runs/x')
