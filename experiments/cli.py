@@ -55,9 +55,15 @@ def define_config_flag(argv: Sequence[str], default_model: str) -> None:
 
 def _parse_flags(argv: list[str]) -> list[str]:
   try:
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
+    if 'config' in flags.FLAGS:
+      flags.FLAGS.config.get('model')  # a --config file that failed to load raises here
+    return rest
   except flags.Error as e:
     fail(str(e).splitlines()[0])
+  except OSError as e:  # ml_collections' report of a --config file it could not load
+    fail(f"--config={_flag_value(argv, 'config')}: cannot be loaded: "
+         f'{str(e).strip().splitlines()[-1].strip()}')
 
 
 class _OnlyOwnInfo(logging_lib.Filter):

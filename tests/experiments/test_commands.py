@@ -85,12 +85,33 @@ def test_train_regression_from_csv(tmp_path):
     (['--model=mlp', '--config.no_such_field=1'], 'no_such_field'),
     (['--model=mlp', '--config.num_steps=ten'], 'num_steps'),
     (['--model=mlp', '--no_such_flag=1'], 'no_such_flag'),
+    (['--model=mlp', '--config.batch_size=abc'], "--config.batch_size=abc: invalid literal for int()"),
+    (['--model=mlp', '--config.skip_nonfinite_updates=maybe'], 'skip_nonfinite_updates=maybe'),
+    (['--model=mlp', '--config.data.test_fraction=1.5'], 'config.data.test_fraction must be between'),
+    (['--model=mlp', 'now'], 'unexpected arguments: now'),
+    (['--config={tmp}/missing_config.py'], 'missing_config.py: cannot be loaded: [Errno 2]'),
+    (['--model=mlp', '--dataset=csv:{tmp}', '--config.data.target=y'], 'cannot be read: Is a directory'),
+    (['--model=mlp', '--dataset=csv:{tmp}/latin1.csv', '--config.data.target=y'],
+     'cannot be read as a UTF-8 CSV file'),
+    (['--model=mlp', '--dataset=csv:{tmp}/holes.csv', '--config.data.target=y'],
+     "column 'empty' of"),
+    (['--model=mlp', '--dataset=csv:{tmp}/nans.csv', '--config.data.target=y'],
+     "column 'nans' of"),
+    (['--model=transformer', '--dataset=textfile:{tmp}/short.txt'],
+     'the train split has 8 tokens (8 characters), but config.data.seq_len=128 needs at least 129'),
+    (['--model=mlp', '--dataset=mnist', '--config.data.data_dir={tmp}'],
+     'is not prepared in'),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_workdir(tmp_path, args, message):
   csv = tmp_path / 'data.csv'
   csv.write_text('a,b\n1,2\n3,4\n')
+  rows = [f'{i},{i * 2}' for i in range(20)]
+  (tmp_path / 'holes.csv').write_text('x,empty,y\n' + '\n'.join(f'{r.split(",")[0]},,{r.split(",")[1]}' for r in rows))
+  (tmp_path / 'nans.csv').write_text('x,nans,y\n' + '\n'.join(r.replace(',', ',nan,') for r in rows))
+  (tmp_path / 'latin1.csv').write_bytes('x,y\n1,\xe9\n'.encode('latin-1'))
+  (tmp_path / 'short.txt').write_text('short txt')
   workdir = tmp_path / 'run'
-  args = [a.replace('{csv}', str(csv)) for a in args]
+  args = [a.replace('{csv}', str(csv)).replace('{tmp}', str(tmp_path)) for a in args]
   result = run('train', *args, f'--workdir={workdir}')
   assert result.returncode == 2, (result.stdout, result.stderr[-3000:])
   error_lines = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
@@ -102,3 +123,19 @@ def test_generate_on_missing_workdir_exits_2(tmp_path):
   result = run('generate', f'--workdir={tmp_path / "nothing"}')
   assert result.returncode == 2
   assert 'holds no training run' in result.stderr
+
+
+def test_second_run_on_a_workdir_in_use_exits_2_naming_the_other_process(tmp_path):
+  hold = ('import sys, time\nfrom bigmodel_jax.train.workdir_lock import WorkdirLock\n'
+          'with WorkdirLock(sys.argv[1]):\n  print("locked", flush=True)\n  time.sleep(120)\n')
+  holder = subprocess.Popen([sys.executable, '-c', hold, str(tmp_path)], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == 'locked'
+    result = run('train', '--model=mlp', f'--workdir={tmp_path}', '--config.num_steps=3')
+  finally:
+    holder.kill()
+    holder.wait()
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert f'error: --workdir={tmp_path} is in use by process {holder.pid} on ' in result.stderr
+  assert os.listdir(tmp_path) == ['.lock']  # nothing written by the refused run
