@@ -168,7 +168,7 @@ def _stop_if_nonfinite(interval: LogInterval, checkpointer: Checkpointer) -> Non
   where = (f'{checkpointer.step_dir(good)} (step {good})' if good is not None
            else 'none yet (the run restarts from its seed)')
   raise NonFiniteError(
-      f'the loss or a gradient was NaN or infinite at step {first}; stopped before saving it. '
+      f'the loss or a gradient was NaN or infinite at step {first}; the run stopped. '
       f'Last good checkpoint: {where}. Lower the learning rate, check the data, or set '
       'config.skip_nonfinite_updates=True to skip such updates')
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -139,3 +140,18 @@ def test_second_run_on_a_workdir_in_use_exits_2_naming_the_other_process(tmp_pat
   assert result.returncode == 2, result.stderr[-3000:]
   assert f'error: --workdir={tmp_path} is in use by process {holder.pid} on ' in result.stderr
   assert os.listdir(tmp_path) == ['.lock']  # nothing written by the refused run
+
+
+def test_diverging_run_exits_1_naming_the_step_and_last_good_checkpoint(tmp_path):
+  result = run('train', '--model=mlp', '--dataset=regression', '--config.optimizer.name=sgd',
+               '--config.optimizer.learning_rate=1e6', '--config.optimizer.grad_clip_norm=0',
+               '--config.optimizer.warmup_steps=0', '--config.num_steps=50',
+               '--config.checkpoint_every=1', f'--workdir={tmp_path}')
+  assert result.returncode == 1, result.stderr[-3000:]
+  last_line = result.stderr.strip().splitlines()[-1]
+  match = re.fullmatch(r'error: the loss or a gradient was NaN or infinite at step (\d+); the run '
+                       r'stopped\. Last good checkpoint: (\S+) \(step (\d+)\)\. .*', last_line)
+  assert match, last_line
+  bad, good = int(match[1]), int(match[3])
+  assert good == bad - 1 and match[2] == str(tmp_path / 'checkpoints' / str(good))
+  assert max(map(int, os.listdir(tmp_path / 'checkpoints'))) == good
