@@ -161,13 +161,21 @@ class Checkpointer:
 def latest_params(directory: str, abstract_params: Any) -> tuple[Any, int]:
   """Parameters of the newest checkpoint in `directory` and its step; no optimizer state is read.
 
-  For evaluation and inference, which need neither the optimizer nor the data position.
+  For evaluation and inference, which need neither the optimizer nor the data position. Steps
+  that fail their checksums are skipped with a warning (left in place: this only reads).
   """
   manager = ocp.CheckpointManager(os.path.abspath(directory),
                                   options=ocp.CheckpointManagerOptions(create=False))
-  step = manager.latest_step()
+  step = None
+  for candidate in sorted(manager.all_steps(), reverse=True):
+    problem = verify_manifest(os.path.join(manager.directory, str(candidate)))
+    if problem is None:
+      step = candidate
+      break
+    logging.warning('Skipping corrupt checkpoint %s: %s', os.path.join(manager.directory,
+                                                                        str(candidate)), problem)
   if step is None:
-    raise FileNotFoundError(f'no checkpoint in {directory}')
+    raise FileNotFoundError(f'no intact checkpoint in {directory}')
   target = {'params': abstract_params}
   restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
       target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),

@@ -117,3 +117,14 @@ def test_old_steps_are_deleted_only_after_the_newer_one_is_complete(tmp_path, mo
   assert seen_at_commit['3.orbax-checkpoint-tmp'] == ['1', '2', '3.orbax-checkpoint-tmp']
   assert seen_at_commit['4.orbax-checkpoint-tmp'] == ['2', '3', '4.orbax-checkpoint-tmp']
   assert sorted(os.listdir(tmp_path / 'ckpt')) == ['3', '4']
+
+
+def test_params_for_inference_skip_a_corrupt_newest_step(tmp_path):
+  _save_steps(tmp_path / 'ckpt', [1, 2])
+  os.remove(_largest_array_file(str(tmp_path / 'ckpt' / '2')))
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = {'w': jax.ShapeDtypeStruct((1000,), jnp.float32, sharding=device)}
+  params, step = checkpoint_lib.latest_params(str(tmp_path / 'ckpt'), abstract)
+  assert step == 1
+  np.testing.assert_array_equal(params['w'], np.arange(1000.0))
+  assert os.path.isdir(tmp_path / 'ckpt' / '2')  # reading never moves anything
