@@ -20,6 +20,7 @@ import os
 import shutil
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -92,7 +93,10 @@ class Checkpointer:
 
   def _write_manifest(self) -> None:
     # Runs in Orbax's save thread after the step's files are complete and before the rename
-    # that commits them, so a committed step always carries its checksums.
+    # that commits them, so a committed step always carries its checksums. Orbax calls it on
+    # every process; one writer is enough.
+    if jax.process_index() != 0:
+      return
     tmp = os.path.join(self.directory, f'{self._saving_step}{_TMP_SUFFIX}')
     if not os.path.isdir(tmp):
       raise RuntimeError(f'{tmp} not found: this Orbax version names its temporary directories '

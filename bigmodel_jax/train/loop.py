@@ -11,6 +11,7 @@ Order of work, so that bad input never leaves a trace:
   4. write summary.json: final metrics and the cost report.
 """
 
+import contextlib
 import os
 import signal
 import time
@@ -103,9 +104,11 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
   train_iter = data.train_batches(dataset.train, batch_size=config.batch_size, seed=config.seed)
   inputs = run_files.example_inputs(dataset.metadata)
 
-  # 2. Workdir (one run at a time), resume or init.
+  # 2. Workdir (one run at a time), resume or init. In a multi-host run the hosts share the
+  # workdir, so only process 0 takes its lock.
   os.makedirs(workdir, exist_ok=True)
-  with WorkdirLock(workdir), PreemptionWatcher() as preemption:
+  lock = WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+  with lock, PreemptionWatcher() as preemption:
     return _run_in_workdir(config, workdir, dataset, task, model, tx, schedule, train_iter,
                            inputs, preemption, on_step)
 
