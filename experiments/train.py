@@ -7,10 +7,12 @@ import json
 import sys
 
 from absl import flags
+from absl import logging
 import tqdm
 
 from bigmodel_jax.train.loop import train_and_evaluate
 from experiments import cli
+from experiments import plotting
 from experiments import sampling
 
 _MODEL = flags.DEFINE_string('model', 'transformer',
@@ -49,6 +51,11 @@ def main(argv):
     print(f"Run in {workdir} already finished at step {summary['cost']['step']} "
           f'(config.num_steps={config.num_steps}); raise it to train further.')
   print(json.dumps(summary, indent=2))
+  try:
+    plotting.write_plots(workdir)
+  except Exception:  # pylint: disable=broad-except  # a picture must not fail a finished run
+    logging.warning('Could not draw the plots of %s (retry: python -m experiments.plot '
+                    '--workdir=%s)', workdir, workdir, exc_info=True)
   if 'sample' in config:
     print('\nSample:\n' + sampling.sample_from_workdir(workdir, config.sample))
 
