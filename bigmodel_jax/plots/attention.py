@@ -22,11 +22,14 @@ def plot_attention(weights: np.ndarray, tokens: Sequence[str], title: str) -> Fi
   labels = [_VISIBLE.get(t, t if t.isprintable() else repr(t)[1:-1]) for t in tokens]
   fontsize = 8 if length <= 20 else 7
   ticks = np.arange(length)
+  # One colour scale for all panels; up to the largest weight, since spread-out attention (an
+  # encoder's over many tokens) would be all dark on a 0-1 scale.
+  vmax = float(weights.max())
   image = None
   for layer in range(num_layers):
     for head in range(num_heads):
       axes = figure.add_subplot(num_layers, num_heads, layer * num_heads + head + 1)
-      image = axes.imshow(weights[layer, head], cmap='viridis', vmin=0.0, vmax=1.0)
+      image = axes.imshow(weights[layer, head], cmap='viridis', vmin=0.0, vmax=vmax)
       axes.set_title(f'layer {layer} head {head}', fontsize=9)
       axes.set_xticks(ticks, labels if layer == num_layers - 1 else [], fontsize=fontsize)
       axes.set_yticks(ticks, labels if head == 0 else [], fontsize=fontsize)

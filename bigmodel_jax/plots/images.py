@@ -31,8 +31,9 @@ def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str],
                           title: str) -> Figure:
   """Counts of (true class, predicted class), written in each cell."""
   confusion = np.asarray(confusion)
-  size = max(4.0, 0.55 * len(class_names) + 2.0)
-  figure = Figure(figsize=(size + 1.0, size), layout='constrained')
+  size = max(4.5, 0.55 * len(class_names) + 2.0)
+  # Wide enough for a title such as 'transformer_classifier on shakespeare_genre, step 1000'.
+  figure = Figure(figsize=(max(6.5, size + 1.0), size), layout='constrained')
   axes = figure.add_subplot()
   image = axes.imshow(confusion, cmap='Blues')
   figure.colorbar(image, ax=axes, label='examples')
