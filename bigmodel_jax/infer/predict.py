@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 from absl import logging
+from PIL import Image
+from PIL import UnidentifiedImageError
 
 from bigmodel_jax import data
 from bigmodel_jax.data import text as text_lib
@@ -57,8 +59,6 @@ def describe_inputs(metadata: dict[str, Any]) -> str:
 
 
 def _read_image(path: str, input_shape: Sequence[int]) -> np.ndarray:
-  from PIL import Image  # pylint: disable=g-import-not-at-top  # only image models need it
-  import PIL  # pylint: disable=g-import-not-at-top
   height, width, channels = input_shape
   if channels not in (1, 3):
     raise UserInputError(f'{_INPUTS}={path}: the model takes {channels}-channel images; only 1 '
@@ -69,7 +69,7 @@ def _read_image(path: str, input_shape: Sequence[int]) -> np.ndarray:
       if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BILINEAR)
       pixels = np.asarray(image, dtype=np.float32)
-  except (PIL.UnidentifiedImageError, OSError) as e:
+  except (UnidentifiedImageError, OSError) as e:
     raise UserInputError(f'{_INPUTS}={path}: cannot be read as an image: {e}') from None
   return (pixels / 255.0).reshape(height, width, channels)
 
