@@ -1,0 +1,70 @@
+"""Two processes on this machine (CPU collectives over localhost) train as one 1-process run.
+
+Each process has 2 CPU devices, so the run spans 4 devices in 2 processes: each reads only its
+half of every batch, process 0 alone writes the run files, and both write the checkpoint.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from bigmodel_jax.train import run_files
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# A large constant learning rate, so that 6 steps move the parameters well beyond the tolerance.
+ARGS = ['--model=mlp', '--config.num_steps=6', '--config.optimizer.name=sgd',
+        '--config.optimizer.learning_rate=0.5', '--config.optimizer.warmup_steps=0',
+        '--config.optimizer.schedule=constant',
+        '--config.model.dropout_rate=0.0', '--config.log_every=3', '--config.eval_every=6',
+        '--config.checkpoint_every=3', '--config.eval_batches=2']
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def _start(workdir: str, devices: int, *args: str) -> subprocess.Popen:
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu',
+         'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+  return subprocess.Popen([sys.executable, '-m', 'experiments.train', f'--workdir={workdir}',
+                           *ARGS, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen) -> str:
+  try:
+    out, err = process.communicate(timeout=240)
+  except subprocess.TimeoutExpired:
+    process.kill()
+    raise
+  assert process.returncode == 0, err[-3000:]
+  return out
+
+
+@pytest.mark.parametrize('strategy', ['mesh', 'pmap'])
+def test_two_processes_match_one(tmp_path, strategy):
+  port = _free_port()
+  two = [_start(str(tmp_path / 'two'), 2, f'--config.strategy={strategy}',
+                f'--coordinator_address=localhost:{port}', '--num_processes=2',
+                f'--process_id={i}') for i in range(2)]
+  one = _start(str(tmp_path / 'one'), 1)
+  outputs = [_finish(p) for p in two]
+  _finish(one)
+  assert '"eval"' in outputs[0] and '"eval"' not in outputs[1]  # process 0 prints the summary
+  summary = json.load(open(tmp_path / 'two' / 'summary.json'))
+  assert summary['cost']['num_processes'] == 2 and summary['cost']['num_devices'] == 4
+  assert summary['cost']['strategy'] == strategy
+  one_params = run_files.load_trained(str(tmp_path / 'one')).params
+  two_params = run_files.load_trained(str(tmp_path / 'two')).params
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6),
+               one_params, two_params)
+  one_eval = json.load(open(tmp_path / 'one' / 'summary.json'))['eval']
+  assert abs(summary['eval']['loss'] - one_eval['loss']) < 1e-6
