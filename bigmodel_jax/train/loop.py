@@ -64,8 +64,9 @@ def _restore_or_init(checkpointer: Checkpointer, strategy: strategies.Strategy,
   return checkpointer.restore(step, strategy.abstract_state(init))
 
 
-def _flops_per_step(config: ConfigDict, metadata: dict[str, Any], model, task, tx, state: TrainState,
-                    host_batch: dict[str, Any]) -> tuple[float | None, str]:
+def model_flops_per_step(config: ConfigDict, metadata: dict[str, Any], model, task, tx,
+                         state: TrainState, host_batch: dict[str, Any]
+                         ) -> tuple[float | None, str]:
   """Model FLOPs of one step on the global batch, and the convention they follow (see `cost`)."""
   if config.model.name == 'transformer':
     per_token = cost.transformer_flops_per_token(
@@ -127,8 +128,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
       functools.partial(step_lib.make_train_step, model, task, tx,
                         grad_accum_steps=config.grad_accum_steps), state, batch)
   eval_step = strategy.eval_step(step_lib.make_eval_step(model, task))
-  flops_per_step, flops_convention = _flops_per_step(config, dataset.metadata, model, task, tx,
-                                                     state, host_batch)
+  flops_per_step, flops_convention = model_flops_per_step(config, dataset.metadata, model, task,
+                                                          tx, state, host_batch)
   num_params = cost.count_params(state.params)
   logging.info('Model %s: %s parameters; task %s; %d steps from step %d; strategy %s over %d '
                'device(s), %d process(es)', config.model.name, f'{num_params:,}', task.name,

@@ -1,0 +1,1 @@
+"""Benchmark commands: they print numbers; no test times anything."""
