@@ -68,3 +68,13 @@ def test_two_processes_match_one(tmp_path, strategy):
                one_params, two_params)
   one_eval = json.load(open(tmp_path / 'one' / 'summary.json'))['eval']
   assert abs(summary['eval']['loss'] - one_eval['loss']) < 1e-6
+
+
+def test_incomplete_process_flags_exit_2_with_one_line(tmp_path):
+  process = _start(str(tmp_path / 'run'), 1, '--coordinator_address=localhost:1234')
+  out, err = process.communicate(timeout=120)
+  assert process.returncode == 2, err[-2000:]
+  assert err.strip().splitlines()[-1] == (
+      'error: --coordinator_address, --num_processes and --process_id go together; got '
+      "'localhost:1234', None, None")
+  assert not (tmp_path / 'run').exists()
