@@ -8,6 +8,7 @@ micro-batch dropped or taken twice) moves parameters by ~1e-2.
 
 import functools
 import json
+import re
 
 import flax.linen as nn
 import jax
@@ -115,6 +116,21 @@ def test_accumulating_four_micro_batches_equals_one_large_batch(single, name):
   _, state, metrics = _train(name, grad_accum_steps=4)
   _assert_close(expected.params, state.params)
   _assert_close(expected_metrics, metrics)
+
+
+def test_micro_batches_stay_on_the_devices_that_hold_their_rows():
+  # Micro-batch k is every 4th example from k, so each device feeds every micro-batch from its
+  # own rows: the gradient all-reduce is the only collective. (Contiguous micro-batches would
+  # put micro-batch 0 on two of the eight devices and need an all-gather of the batch.)
+  model, task, tx = _Model(), tasks.Classification(3), optax.sgd(0.5)
+  strategy = strategies.create_strategy('mesh')
+  state = strategy.init_state(lambda: create_train_state(model, tx, jnp.zeros((1, 16)), seed=0))
+  compiled = strategy.compile_train_step(
+      functools.partial(step_lib.make_train_step, model, task, tx, grad_accum_steps=4), state,
+      strategy.place_batch(next(_batches(1))))
+  collectives = set(re.findall(r'\b(all-to-all|collective-permute|all-gather|all-reduce|'
+                               r'reduce-scatter)\b', compiled.as_text()))
+  assert collectives == {'all-reduce'}
 
 
 def test_pmap_batch_gets_a_device_axis():
