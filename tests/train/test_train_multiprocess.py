@@ -49,19 +49,27 @@ def _finish(process: subprocess.Popen) -> str:
   return out
 
 
-@pytest.mark.parametrize('strategy', ['mesh', 'pmap'])
-def test_two_processes_match_one(tmp_path, strategy):
+def _two_processes(workdir: str, *args: str) -> list[str]:
   port = _free_port()
-  two = [_start(str(tmp_path / 'two'), 2, f'--config.strategy={strategy}',
-                f'--coordinator_address=localhost:{port}', '--num_processes=2',
-                f'--process_id={i}') for i in range(2)]
+  processes = [_start(workdir, 2, *args, f'--coordinator_address=localhost:{port}',
+                      '--num_processes=2', f'--process_id={i}') for i in range(2)]
+  return [_finish(p) for p in processes]
+
+
+@pytest.mark.parametrize('strategy,fsdp', [('mesh', False), ('pmap', False), ('mesh', True)])
+def test_two_processes_match_one(tmp_path, strategy, fsdp):
   one = _start(str(tmp_path / 'one'), 1)
-  outputs = [_finish(p) for p in two]
+  flags = [f'--config.strategy={strategy}', f'--config.fsdp={fsdp}']
+  if fsdp:
+    # Stop at step 3 and resume: each process saved, then restores, only its own quarter-shards
+    # of the split parameters (the MLP's 64x128 kernel, split over the 4 devices).
+    _two_processes(str(tmp_path / 'two'), *flags, '--config.num_steps=3')
+  outputs = _two_processes(str(tmp_path / 'two'), *flags)
   _finish(one)
   assert '"eval"' in outputs[0] and '"eval"' not in outputs[1]  # process 0 prints the summary
   summary = json.load(open(tmp_path / 'two' / 'summary.json'))
   assert summary['cost']['num_processes'] == 2 and summary['cost']['num_devices'] == 4
-  assert summary['cost']['strategy'] == strategy
+  assert summary['cost']['strategy'] == strategy and summary['cost']['fsdp'] == fsdp
   one_params = run_files.load_trained(str(tmp_path / 'one')).params
   two_params = run_files.load_trained(str(tmp_path / 'two')).params
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6),
