@@ -123,8 +123,10 @@ class Strategy:
     return step.lower(state, batch).compile()
 
   def eval_step(self, eval_step: Callable) -> Callable:
-    """`eval_step(params, host_batch)` jitted over the mesh (under every strategy: evaluation
-    needs no pmap); the summed statistics come back replicated."""
+    """`eval_step(params, host_batch)`, jitted over the mesh; statistics come back replicated.
+
+    Under every strategy: evaluation has no gradients to average, so it needs no pmap.
+    """
     compiled = jax.jit(eval_step, out_shardings=self.replicated)
     return lambda params, batch: compiled(params, self.place_global_batch(batch))
 
