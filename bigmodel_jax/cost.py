@@ -73,11 +73,12 @@ def mfu(flops_per_second: float, *, device_kind: str, num_devices: int, dtype: s
 
 
 def peak_memory_bytes() -> dict[str, int]:
-  """Peak device memory where the backend reports it (GPU, TPU), and the host's peak RSS."""
+  """Peak memory of the fullest local device (GPU, TPU report it) and the host's peak RSS."""
   report = {}
-  stats = jax.local_devices()[0].memory_stats()
-  if stats and 'peak_bytes_in_use' in stats:
-    report['peak_device_memory_bytes'] = int(stats['peak_bytes_in_use'])
+  peaks = [stats['peak_bytes_in_use'] for stats in (d.memory_stats() for d in jax.local_devices())
+           if stats and 'peak_bytes_in_use' in stats]
+  if peaks:
+    report['peak_device_memory_bytes'] = int(max(peaks))
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   report['peak_host_memory_bytes'] = int(rss if sys.platform == 'darwin' else rss * 1024)
   return report
