@@ -4,12 +4,14 @@ FLOP conventions (stated in every report):
 - transformer: PaLM / nanoGPT per-token training cost `6 N + 12 L d T`, with N the parameters
   except the position embeddings, L layers, d the model width, T the context; a multiply-add
   counts 2. The `12 L d T` term is attention's QK^T and AV products, forward and backward.
-- other models: XLA's own count for the compiled train step (`cost_analysis()['flops']`).
+- other models: XLA's count (`cost_analysis()['flops']`) of the train step on the whole global
+  batch, as one program before it is split over devices, and without gradient accumulation: XLA
+  counts a loop's body once, so a step that scans over K micro-batches would read K times low.
 """
 
 import resource
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -40,9 +42,13 @@ def transformer_flops_per_token(params: Any, *, num_layers: int, d_model: int, s
   return 6.0 * n + 12.0 * num_layers * d_model * seq_len
 
 
-def compiled_flops(compiled: jax.stages.Compiled) -> float | None:
-  """XLA's FLOP count for one call of a compiled function, where the backend reports one."""
-  analysis = compiled.cost_analysis()
+def xla_flops(fn: Callable[..., Any], *args: Any) -> float | None:
+  """XLA's FLOP count of `fn(*args)` (args may be ShapeDtypeStructs), where the backend has one.
+
+  Counted on the lowered program, before compilation: nothing is compiled or allocated, and the
+  count is the whole computation's, not one device's share.
+  """
+  analysis = jax.jit(fn).lower(*args).cost_analysis()
   if isinstance(analysis, (list, tuple)):
     analysis = analysis[0] if analysis else None
   if not analysis or 'flops' not in analysis:
@@ -67,11 +73,12 @@ def mfu(flops_per_second: float, *, device_kind: str, num_devices: int, dtype: s
 
 
 def peak_memory_bytes() -> dict[str, int]:
-  """Peak device memory where the backend reports it (GPU, TPU), and the host's peak RSS."""
+  """Peak memory of the fullest local device (GPU, TPU report it) and the host's peak RSS."""
   report = {}
-  stats = jax.local_devices()[0].memory_stats()
-  if stats and 'peak_bytes_in_use' in stats:
-    report['peak_device_memory_bytes'] = int(stats['peak_bytes_in_use'])
+  peaks = [stats['peak_bytes_in_use'] for stats in (d.memory_stats() for d in jax.local_devices())
+           if stats and 'peak_bytes_in_use' in stats]
+  if peaks:
+    report['peak_device_memory_bytes'] = int(max(peaks))
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   report['peak_host_memory_bytes'] = int(rss if sys.platform == 'darwin' else rss * 1024)
   return report

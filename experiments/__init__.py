@@ -1,1 +1,1 @@
-"""Entry points a researcher runs: train, evaluate, generate. Each is a thin absl app."""
+"""Entry points a researcher runs: train, evaluate, generate, predict, export, plot. Thin absl apps."""

@@ -1,22 +1,35 @@
 """Train a model: `python -m experiments.train --model=transformer [--dataset=...] [--workdir=...]`.
 
-Rerunning the same command resumes from the newest checkpoint in the workdir.
+Rerunning the same command resumes from the newest checkpoint in the workdir. For several
+processes (a TPU VM pod slice, several GPU nodes) run the same command with --distributed on
+every host; see README "Scaling out".
 """
 
 import json
 import sys
 
 from absl import flags
+from absl import logging
+import jax
 import tqdm
 
 from bigmodel_jax.train.loop import train_and_evaluate
 from experiments import cli
+from experiments import plotting
 from experiments import sampling
 
 _MODEL = flags.DEFINE_string('model', 'transformer',
                              'Model family; picks experiments/configs/<model>.py as --config.')
 _DATASET = flags.DEFINE_string('dataset', None, 'Dataset (overrides config.data.name).')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (default: runs/<model>).')
+_DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', False, 'One of several processes: calls jax.distributed.initialize(), which '
+    'finds the others on TPU VMs, SLURM and Open MPI, or from the three flags below.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0, for launches that name the processes '
+    'themselves (implies --distributed; needs --num_processes and --process_id).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the run.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0 .. num_processes - 1.')
 cli.define_config_flag(sys.argv, _MODEL.default)
 
 
@@ -40,8 +53,24 @@ class _ProgressBar:
       self._bar.close()
 
 
+def _initialize_distributed() -> None:
+  """Joins the other processes before jax touches a device (nothing to do for one process)."""
+  explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  if any(v is not None for v in explicit):
+    if any(v is None for v in explicit):
+      cli.fail('--coordinator_address, --num_processes and --process_id go together; got '
+               f'{_COORDINATOR.value!r}, {_NUM_PROCESSES.value!r}, {_PROCESS_ID.value!r}')
+    if not 0 <= _PROCESS_ID.value < _NUM_PROCESSES.value:
+      cli.fail(f'--process_id={_PROCESS_ID.value} must be in 0 .. --num_processes - 1 = '
+               f'{_NUM_PROCESSES.value - 1}')
+    jax.distributed.initialize(*explicit)
+  elif _DISTRIBUTED.value:
+    jax.distributed.initialize()
+
+
 def main(argv):
   del argv
+  _initialize_distributed()
   config = flags.FLAGS.config
   if config.model.name != _MODEL.value and flags.FLAGS['model'].present:
     cli.fail(f'--model={_MODEL.value} disagrees with config.model.name={config.model.name!r} of '
@@ -49,15 +78,24 @@ def main(argv):
   if _DATASET.value:
     config.data.name = _DATASET.value
   workdir = _WORKDIR.value or f'runs/{config.model.name}'
-  progress = _ProgressBar(config.num_steps)
+  primary = jax.process_index() == 0
+  progress = _ProgressBar(config.num_steps) if primary else None
   try:
     summary = train_and_evaluate(config, workdir, on_step=progress)
   finally:
-    progress.close()
+    if progress is not None:
+      progress.close()
+  if not primary:
+    return
   if summary.get('already_finished'):
     print(f"Run in {workdir} already finished at step {summary['cost']['step']} "
           f'(config.num_steps={config.num_steps}); raise it to train further.')
   print(json.dumps(summary, indent=2))
+  try:
+    plotting.write_plots(workdir)
+  except Exception:  # pylint: disable=broad-except  # a picture must not fail a finished run
+    logging.warning('Could not draw the plots of %s (retry: python -m experiments.plot '
+                    '--workdir=%s)', workdir, workdir, exc_info=True)
   if 'sample' in config:
     print('\nSample:\n' + sampling.sample_from_workdir(workdir, config.sample))
 

@@ -15,9 +15,13 @@ _MISSING = frozenset({'', 'na', 'n/a', 'nan', 'null', 'none'})
 
 
 @contextlib.contextmanager
-def _open_csv(path: str) -> Iterator[tuple[list[str], Iterator[list[str]]]]:
-  """Opens `path` and reads its header; yields (column names, reader of the other rows)."""
-  where = f'--dataset=csv:{path}'
+def _open_csv(path: str, flag: str = '--dataset=csv:'
+              ) -> Iterator[tuple[list[str], Iterator[list[str]]]]:
+  """Opens `path` and reads its header; yields (column names, reader of the other rows).
+
+  `flag` is the flag that named the file, for the errors of a missing or unreadable one.
+  """
+  where = f'{flag}{path}'
   try:
     # utf-8-sig: spreadsheet programs often start a CSV with a byte-order mark.
     f = open(path, newline='', encoding='utf-8-sig')
@@ -78,9 +82,9 @@ def _parse_cell(cell: str, path: str, line: int, column: str) -> float:
         'numeric (leave a cell empty for a missing value)') from None
 
 
-def read_csv(path: str) -> tuple[list[str], np.ndarray]:
+def read_csv(path: str, flag: str = '--dataset=csv:') -> tuple[list[str], np.ndarray]:
   """Returns the column names and float64 values (NaN where missing or infinite) of a CSV."""
-  with _open_csv(path) as (columns, reader):
+  with _open_csv(path, flag) as (columns, reader):
     return columns, _parse_rows(reader, path, columns)
 
 

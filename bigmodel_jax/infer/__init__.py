@@ -1,1 +1,1 @@
-"""Inference: generation with a KV cache."""
+"""Inference: generation with a KV cache, prediction on new inputs, export for serving."""

@@ -168,8 +168,14 @@ def latest_params(directory: str, abstract_params: Any) -> tuple[Any, int]:
   For evaluation and inference, which need neither the optimizer nor the data position. Steps
   that fail their checksums are skipped with a warning (left in place: this only reads).
   """
-  manager = ocp.CheckpointManager(os.path.abspath(directory),
-                                  options=ocp.CheckpointManagerOptions(create=False))
+  # This process alone: in a multi-host run only process 0 reads (plots, samples), and Orbax's
+  # barriers with processes that never reach them would hang it.
+  alone = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(),
+                                             active_processes={jax.process_index()})
+  manager = ocp.CheckpointManager(
+      os.path.abspath(directory),
+      options=ocp.CheckpointManagerOptions(create=False, read_only=True,
+                                           multiprocessing_options=alone))
   step = None
   for candidate in sorted(manager.all_steps(), reverse=True):
     problem = verify_manifest(os.path.join(manager.directory, str(candidate)))

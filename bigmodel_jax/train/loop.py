@@ -9,9 +9,14 @@ Order of work, so that bad input never leaves a trace:
   3. run the compiled step; the host reads metrics only every `log_every` steps; evaluate every
      `eval_every`, checkpoint every `checkpoint_every`, at the end and on SIGTERM/SIGINT;
   4. write summary.json: final metrics and the cost report.
+
+Multi-host: every process runs this same function (after `jax.distributed.initialize()`); each
+reads only its own share of every training batch, all take part in every step and checkpoint
+save (Orbax writes collectively), and only process 0 writes the run's JSON files and metrics.
 """
 
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -19,7 +24,6 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import orbax.checkpoint as ocp
 from absl import logging
 from ml_collections import ConfigDict
 
@@ -31,6 +35,7 @@ from bigmodel_jax.train import optimizers
 from bigmodel_jax.train import resume
 from bigmodel_jax.train import run_files
 from bigmodel_jax.train import step as step_lib
+from bigmodel_jax.train import strategies
 from bigmodel_jax.train import tasks
 from bigmodel_jax.train.checkpoint import Checkpointer
 from bigmodel_jax.train.evaluate import evaluate
@@ -55,30 +60,37 @@ def eval_batches(dataset: data.Dataset, config: ConfigDict):
                            max_batches=config.eval_batches or None)
 
 
-def _restore_or_init(checkpointer: Checkpointer, init: Callable[[], TrainState]
+def _restore_or_init(checkpointer: Checkpointer, strategy: strategies.Strategy,
+                     init: Callable[[], TrainState]
                      ) -> tuple[TrainState, dict[str, Any] | None, dict[str, Any] | None]:
-  """The newest intact checkpoint's state, input position and log interval, else a fresh state."""
-  if checkpointer.latest_step() is None:
-    return init(), None, None
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, jax.eval_shape(init))
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), abstract)
-  restored = checkpointer.restore_latest(abstract)
-  if restored is None:  # every checkpoint was corrupt (and has been moved aside)
-    return init(), None, None
-  step, state, data_state, log_state = restored
-  logging.info('Resuming from %s step %d', checkpointer.directory, step)
-  return state, data_state, log_state
+  """The newest intact checkpoint's state, input position and log interval, else a fresh state.
+
+  Either way the state lands directly on the strategy's shardings.
+  """
+  if checkpointer.latest_step() is not None:
+    restored = checkpointer.restore_latest(strategy.abstract_state(init))
+    if restored is not None:  # None: every checkpoint was corrupt (and has been moved aside)
+      step, state, data_state, log_state = restored
+      logging.info('Resuming from %s step %d', checkpointer.directory, step)
+      return state, data_state, log_state
+  return strategy.init_state(init), None, None
 
 
-def _flops_per_step(config: ConfigDict, metadata: dict[str, Any], params: Any,
-                    compiled_step: jax.stages.Compiled) -> tuple[float | None, str]:
+def model_flops_per_step(config: ConfigDict, metadata: dict[str, Any], model, task, tx,
+                         state: TrainState, host_batch: dict[str, Any]
+                         ) -> tuple[float | None, str]:
+  """Model FLOPs of one step on the global batch, and the convention they follow (see `cost`)."""
   if config.model.name == 'transformer':
     per_token = cost.transformer_flops_per_token(
-        params, num_layers=config.model.num_layers, d_model=config.model.d_model,
+        state.params, num_layers=config.model.num_layers, d_model=config.model.d_model,
         seq_len=metadata['seq_len'])
     return per_token * config.batch_size * metadata['seq_len'], '6N + 12LdT per token'
-  return cost.compiled_flops(compiled_step), 'XLA cost analysis of the train step'
+  unsharded = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype)
+  global_batch = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct((config.batch_size, *x.shape[1:]), x.dtype), host_batch)
+  flops = cost.xla_flops(step_lib.make_train_step(model, task, tx), jax.tree.map(unsharded, state),
+                         global_batch)
+  return flops, 'XLA cost analysis of the train step on the global batch'
 
 
 def train_and_evaluate(config: ConfigDict, workdir: str, *,
@@ -101,7 +113,11 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
   task = tasks.create_task(dataset.metadata, config.loss)
   model = run_files.build_model(config.model, dataset.metadata)
   tx, schedule = optimizers.create_optimizer(config.optimizer, config.num_steps)
-  train_iter = data.train_batches(dataset.train, batch_size=config.batch_size, seed=config.seed)
+  strategy = strategies.create_strategy(config.strategy, fsdp=config.fsdp)
+  processes = jax.process_count()
+  train_iter = data.train_batches(dataset.train, batch_size=config.batch_size // processes,
+                                  seed=config.seed, shard_index=jax.process_index(),
+                                  shard_count=processes)
   inputs = run_files.example_inputs(dataset.metadata)
 
   # 2. Workdir (one run at a time), resume or init. In a multi-host run the hosts share the
@@ -109,21 +125,24 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
   os.makedirs(workdir, exist_ok=True)
   lock = WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
   with lock, PreemptionWatcher() as preemption:
-    return _run_in_workdir(config, workdir, dataset, task, model, tx, schedule, train_iter,
-                           inputs, preemption, on_step)
+    return _run_in_workdir(config, workdir, dataset, task, strategy, model, tx, schedule,
+                           train_iter, inputs, preemption, on_step)
 
 
-def _run_in_workdir(config, workdir, dataset, task, model, tx, schedule, train_iter, inputs,
-                    preemption, on_step) -> dict[str, Any]:
+def _run_in_workdir(config, workdir, dataset, task, strategy, model, tx, schedule, train_iter,
+                    inputs, preemption, on_step) -> dict[str, Any]:
+  primary = jax.process_index() == 0
+  processes = jax.process_count()
   config_path = os.path.join(workdir, run_files.CONFIG)
   if os.path.exists(config_path):
     resume.check_config_change(run_files.read_json(config_path), config, workdir)
-  run_files.write_json(config_path, config.to_dict())
-  run_files.write_json(os.path.join(workdir, run_files.DATASET), dataset.metadata)
+  if primary:
+    run_files.write_json(config_path, config.to_dict())
+    run_files.write_json(os.path.join(workdir, run_files.DATASET), dataset.metadata)
   checkpointer = Checkpointer(os.path.join(workdir, run_files.CHECKPOINTS),
                               keep=config.keep_checkpoints)
   state, data_state, log_state = _restore_or_init(
-      checkpointer, lambda: create_train_state(model, tx, inputs, config.seed))
+      checkpointer, strategy, lambda: create_train_state(model, tx, inputs, config.seed))
   start_step = int(state.step)
   summary_path = os.path.join(workdir, run_files.SUMMARY)
   if start_step >= config.num_steps and os.path.exists(summary_path):
@@ -133,32 +152,36 @@ def _run_in_workdir(config, workdir, dataset, task, model, tx, schedule, train_i
   if data_state is not None:
     train_iter.set_state(data_state)
 
-  # 3. Compile once (ahead of time, which also gives XLA's FLOP count), then train.
-  batch = next(train_iter)
-  train_step = jax.jit(step_lib.make_train_step(model, task, tx,
-                                                grad_accum_steps=config.grad_accum_steps),
-                       donate_argnums=0).lower(state, batch).compile()
-  eval_step = jax.jit(step_lib.make_eval_step(model, task))
-  flops_per_step, flops_convention = _flops_per_step(config, dataset.metadata, state.params,
-                                                     train_step)
+  # 3. Compile once, ahead of time, then train.
+  host_batch = next(train_iter)
+  batch = strategy.place_batch(host_batch)
+  train_step = strategy.compile_train_step(
+      functools.partial(step_lib.make_train_step, model, task, tx,
+                        grad_accum_steps=config.grad_accum_steps), state, batch)
+  eval_step = strategy.eval_step(step_lib.make_eval_step(model, task))
+  flops_per_step, flops_convention = model_flops_per_step(config, dataset.metadata, model, task,
+                                                          tx, state, host_batch)
   num_params = cost.count_params(state.params)
-  logging.info('Model %s: %s parameters; task %s; %d steps from step %d', config.model.name,
-               f'{num_params:,}', task.name, config.num_steps, start_step)
+  logging.info('Model %s: %s parameters; task %s; %d steps from step %d; strategy %s over %d '
+               'device(s), %d process(es)', config.model.name, f'{num_params:,}', task.name,
+               config.num_steps, start_step, strategy.name, strategy.num_devices, processes)
   interval = (LogInterval.from_json(log_state) if log_state is not None
               else LogInterval.empty(train_step.out_info[1]))
   with MetricWriter(workdir, resume_step=start_step) as writer:
     try:
       state, eval_metrics, seconds_per_step = _train(
-          config, dataset, task, state, batch, train_iter, train_step, eval_step, schedule,
-          checkpointer, writer, interval, preemption, on_step)
+          config, dataset, task, strategy, state, batch, train_iter, train_step, eval_step,
+          schedule, checkpointer, writer, interval, preemption, on_step)
     finally:
       # Also on an exception: saves already started complete before the process goes on.
       checkpointer.close()
-    report = _cost_report(config, dataset.metadata, task, state, num_params, flops_per_step,
-                          flops_convention, seconds_per_step, checkpointer.size_bytes())
+    report = _cost_report(config, dataset.metadata, task, strategy, state, num_params,
+                          flops_per_step, flops_convention, seconds_per_step,
+                          checkpointer.size_bytes())
     writer.write(int(state.step), 'cost', report)
   summary = {'eval': eval_metrics, 'cost': report}
-  run_files.write_json(summary_path, summary)
+  if primary:
+    run_files.write_json(summary_path, summary)
   return summary
 
 
@@ -176,8 +199,8 @@ def _stop_if_nonfinite(interval: LogInterval, checkpointer: Checkpointer) -> Non
       'config.skip_nonfinite_updates=True to skip such updates')
 
 
-def _train(config, dataset, task, state, batch, train_iter, train_step, eval_step, schedule,
-           checkpointer, writer, interval, preemption, on_step
+def _train(config, dataset, task, strategy, state, batch, train_iter, train_step, eval_step,
+           schedule, checkpointer, writer, interval, preemption, on_step
            ) -> tuple[TrainState, dict[str, float], float | None]:
   """The step loop; returns the final state, the last evaluation and the steady seconds/step."""
   start_step = int(state.step)
@@ -189,7 +212,7 @@ def _train(config, dataset, task, state, batch, train_iter, train_step, eval_ste
   eval_metrics: dict[str, float] = {}
   for step in range(start_step, config.num_steps):
     if step > start_step:
-      batch = next(train_iter)
+      batch = strategy.place_batch(next(train_iter))
     state, metrics = train_step(state, batch)
     done = step + 1
     interval = log_interval.add(interval, metrics, jnp.int32(done))
@@ -231,16 +254,18 @@ def _train(config, dataset, task, state, batch, train_iter, train_step, eval_ste
   return state, eval_metrics, (steady_time / steady_steps if steady_steps else None)
 
 
-def _cost_report(config, metadata, task, state, num_params, flops_per_step, flops_convention,
-                 seconds_per_step, checkpoint_bytes) -> dict[str, Any]:
+def _cost_report(config, metadata, task, strategy, state, num_params, flops_per_step,
+                 flops_convention, seconds_per_step, checkpoint_bytes) -> dict[str, Any]:
   """Parameters, FLOPs, throughput, MFU and memory of the run (see `bigmodel_jax.cost`)."""
   device_kind = jax.devices()[0].device_kind
   dtype = config.model.get('dtype', 'float32')
   report: dict[str, Any] = {
       'model': config.model.name, 'dataset': config.data.name, 'task': task.name,
       'step': int(state.step), 'params': num_params, 'dtype': dtype,
-      'batch_size': config.batch_size, 'device_kind': device_kind,
-      'num_devices': jax.device_count(), 'flops_per_step': flops_per_step,
+      'batch_size': config.batch_size, 'grad_accum_steps': config.grad_accum_steps,
+      'strategy': strategy.name, 'fsdp': strategy.fsdp, 'device_kind': device_kind,
+      'num_devices': strategy.num_devices, 'num_processes': jax.process_count(),
+      'flops_per_step': flops_per_step,
       'flops_convention': flops_convention, 'seconds_per_step': seconds_per_step,
       'checkpoint_bytes': checkpoint_bytes, **cost.peak_memory_bytes(),
   }
@@ -251,6 +276,6 @@ def _cost_report(config, metadata, task, state, num_params, flops_per_step, flop
     if flops_per_step:
       report['flops_per_second'] = flops_per_step / seconds_per_step
       mfu = cost.mfu(report['flops_per_second'], device_kind=device_kind,
-                     num_devices=jax.device_count(), dtype=dtype)
+                     num_devices=strategy.num_devices, dtype=dtype)
       report['mfu'] = mfu if mfu is not None else 'unknown peak'
   return report

@@ -19,6 +19,9 @@ SAFE_FIELDS = frozenset({
     # The schedule's length; its shape (name, peak, end ratio) would change the run.
     'optimizer.warmup_steps', 'optimizer.decay_every',
     'data.data_dir',  # where the same prepared data lives
+    # How the same update is split over devices and micro-batches; restoring reshards the
+    # checkpoint. The bits may change with the reduction order (README, Determinism).
+    'strategy', 'fsdp', 'grad_accum_steps',
 })
 SAFE_PREFIXES = ('sample.',)  # what is printed after training
 

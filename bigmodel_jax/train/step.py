@@ -19,16 +19,22 @@ def all_finite(tree) -> jax.Array:
 
 
 def make_train_step(model: nn.Module, task: Task, tx: optax.GradientTransformation, *,
-                    grad_accum_steps: int = 1) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+                    grad_accum_steps: int = 1, axis_name: str | None = None
+                    ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """`train_step(state, batch) -> (state, metrics)` for one global batch.
 
   With `grad_accum_steps = K` the batch is split into K equal micro-batches whose gradients are
   averaged before the single update: the same update as one step on the whole batch, with 1/K of
-  the activation memory.
+  the activation memory. Micro-batch k takes every K-th example from k on, so when the batch is
+  split across devices each micro-batch is split across them the same way (no data moves).
+
+  Under `pmap`, `axis_name` names the device axis: each device sees its part of the batch, and
+  gradients and metrics are averaged over the devices before the update.
 
   metrics['nonfinite'] is 1 when the loss or a gradient was NaN or infinite; that step's update is
   skipped (the same effect as optax.apply_if_finite, whose extra optimizer state would make the
-  checkpoint's layout depend on the NaN policy).
+  checkpoint's layout depend on the NaN policy). It is decided after the device average, so all
+  devices skip together.
   """
 
   def loss_fn(params, batch: Batch, rng: jax.Array):
@@ -39,7 +45,9 @@ def make_train_step(model: nn.Module, task: Task, tx: optax.GradientTransformati
 
   def accumulated_grads(params, batch: Batch, rng: jax.Array):
     micro_batches = jax.tree.map(
-        lambda x: x.reshape(grad_accum_steps, x.shape[0] // grad_accum_steps, *x.shape[1:]), batch)
+        lambda x: jnp.swapaxes(
+            x.reshape(x.shape[0] // grad_accum_steps, grad_accum_steps, *x.shape[1:]), 0, 1),
+        batch)
 
     def add_micro_batch(carry, inputs):
       index, micro_batch = inputs
@@ -55,10 +63,14 @@ def make_train_step(model: nn.Module, task: Task, tx: optax.GradientTransformati
 
   def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     rng = jax.random.fold_in(state.rng, state.step)
+    if axis_name is not None:  # each device draws its own dropout masks
+      rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
     if grad_accum_steps == 1:
       (_, metrics), grads = grad_fn(state.params, batch, rng)
     else:
       grads, metrics = accumulated_grads(state.params, batch, rng)
+    if axis_name is not None:
+      grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
 

@@ -1,10 +1,12 @@
 """Checks of a run's config, done before any data is read or any file is written."""
 
+import jax
 from ml_collections import ConfigDict
 
 from bigmodel_jax import models
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.train import optimizers
+from bigmodel_jax.train import strategies
 
 DTYPES = ('float32', 'bfloat16', 'float16')
 
@@ -13,7 +15,7 @@ _POSITIVE_INTS = ('batch_size', 'num_steps', 'grad_accum_steps', 'log_every', 'e
 
 
 def validate_config(config: ConfigDict) -> None:
-  """Raises UserInputError naming the first field that is out of range."""
+  """Raises UserInputError naming the first field that is out of range (on these devices)."""
   for field in _POSITIVE_INTS:
     value = config[field]
     if not isinstance(value, int) or value <= 0:
@@ -21,9 +23,7 @@ def validate_config(config: ConfigDict) -> None:
   if not isinstance(config.skip_nonfinite_updates, bool):
     raise UserInputError('config.skip_nonfinite_updates must be True or False, got '
                          f'{config.skip_nonfinite_updates!r}')
-  if config.batch_size % config.grad_accum_steps:
-    raise UserInputError(f'config.batch_size={config.batch_size} must be divisible by '
-                         f'config.grad_accum_steps={config.grad_accum_steps}')
+  validate_strategy(config, num_devices=jax.device_count(), num_processes=jax.process_count())
   if config.eval_batches < 0:
     raise UserInputError(f'config.eval_batches must be >= 0 (0 = the whole test split), '
                          f'got {config.eval_batches}')
@@ -48,3 +48,23 @@ def validate_config(config: ConfigDict) -> None:
   if not 0.0 < config.data.test_fraction < 1.0:
     raise UserInputError('config.data.test_fraction must be between 0 and 1, got '
                          f'{config.data.test_fraction!r}')
+
+
+def validate_strategy(config: ConfigDict, *, num_devices: int, num_processes: int) -> None:
+  """Checks strategy, fsdp and that the global batch splits evenly over devices and micro-batches."""
+  if config.strategy not in strategies.STRATEGIES:
+    raise UserInputError(f'config.strategy={config.strategy!r} is unknown; choose one of: '
+                         f"{', '.join(strategies.STRATEGIES)}")
+  strategy = strategies.resolve(config.strategy, num_devices)
+  if strategy == 'single' and num_processes > 1:
+    raise UserInputError(f"config.strategy='single' runs on one device, but this run has "
+                         f"{num_processes} processes; use 'mesh', 'pmap' or 'auto'")
+  if config.fsdp and strategy != 'mesh':
+    raise UserInputError(f"config.fsdp=True needs config.strategy='mesh' (or 'auto' on more than "
+                         f'one device); got {config.strategy!r} on {num_devices} device(s)')
+  devices = 1 if strategy == 'single' else num_devices
+  if config.batch_size % (devices * config.grad_accum_steps):
+    raise UserInputError(
+        f'config.batch_size={config.batch_size} must be divisible by {devices} device(s) x '
+        f'config.grad_accum_steps={config.grad_accum_steps} = {devices * config.grad_accum_steps} '
+        f'(strategy {strategy})')

@@ -20,6 +20,8 @@ def get_base_config() -> config_dict.ConfigDict:
   config.loss = config_dict.placeholder(str)  # None: the task's default
   config.batch_size = 128              # global batch (all devices, all micro-batches)
   config.grad_accum_steps = 1          # micro-batches per step
+  config.strategy = 'auto'             # single | mesh | pmap | auto (mesh on >1 device)
+  config.fsdp = False                  # mesh: split params and optimizer state over the devices
   config.num_steps = 1000
 
   config.optimizer = config_dict.ConfigDict()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.infer import generate as generate_lib
 from bigmodel_jax.infer.generate import generate, sample_logits
 from bigmodel_jax.models.transformer import TransformerLM
 
@@ -81,6 +82,33 @@ def test_long_prompt_and_sliding_window_past_max_len():
       model, params, long_prompt, max_new_tokens=20, rng=jax.random.key(0), temperature=0)
   assert out.shape == (2, MAX_LEN + 23)
   np.testing.assert_array_equal(out, naive_greedy(long_prompt, 20))
+
+
+@pytest.mark.parametrize('prompt_len', [4, MAX_LEN + 3])
+def test_full_recompute_draws_the_same_samples_as_the_cache(prompt_len):
+  model, params = lm_and_params()
+  # Sampling (not greedy) so that the rng of every position is checked too; 20 new tokens slide
+  # the window at least once.
+  sample = functools.partial(generate, model, params, prompt(length=prompt_len),
+                             max_new_tokens=20, rng=jax.random.key(3), top_k=10)
+  cached = sample()
+  np.testing.assert_array_equal(sample(use_cache=False), cached)
+  assert len(np.unique(cached[:, prompt_len:])) > 3  # really sampled, not one repeated token
+
+
+def test_decoding_compiles_once_not_per_token(monkeypatch):
+  model, params = lm_and_params()
+  traces = []
+  decode_step = generate_lib._decode_step
+  monkeypatch.setattr(generate_lib, '_decode_step',
+                      lambda *args: traces.append(1) or decode_step(*args))
+  # A prompt length no other test uses, so the jit cache cannot already hold this program.
+  fresh_prompt = prompt(batch=3, length=5)
+  first = generate(model, params, fresh_prompt, max_new_tokens=30, rng=jax.random.key(0))
+  assert len(traces) == 1  # one trace of the loop body for 29 decode steps
+  again = generate(model, params, fresh_prompt, max_new_tokens=30, rng=jax.random.key(0))
+  assert len(traces) == 1  # the second call reuses the compiled program
+  np.testing.assert_array_equal(first, again)
 
 
 def test_sample_logits_top_p_never_leaves_the_nucleus():

@@ -1,0 +1,1 @@
+"""Benchmarks: commands that print speed figures (`python -m experiments.benchmarks.<name>`); no test times anything."""

@@ -1,0 +1,123 @@
+"""Step time, throughput, FLOP/s and MFU of the train step, for each model and strategy.
+
+    python -m experiments.benchmarks.train --fake_devices=8 --steps=30 --warmup=5
+
+Times the compiled step alone on one batch already on the devices (the input pipeline is not
+measured), with each model's config from experiments/configs/. --fake_devices splits the CPU
+into that many devices, to exercise the multi-device strategies without accelerators; it has no
+effect on GPU or TPU. FLOPs follow the conventions in bigmodel_jax/cost.py.
+"""
+
+import functools
+import importlib
+import time
+
+from absl import app
+from absl import flags
+import jax
+
+from bigmodel_jax import cost
+from bigmodel_jax import data
+from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.train import loop
+from bigmodel_jax.train import optimizers
+from bigmodel_jax.train import run_files
+from bigmodel_jax.train import step as step_lib
+from bigmodel_jax.train import strategies
+from bigmodel_jax.train import tasks
+from bigmodel_jax.train.state import create_train_state
+from bigmodel_jax.train.validation import validate_config
+from experiments import cli
+
+# 'fsdp' is the mesh strategy with params and optimizer state split over the devices.
+_STRATEGIES = ('single', 'mesh', 'fsdp', 'pmap')
+
+_MODELS = flags.DEFINE_list('models', ['mlp', 'cnn', 'transformer'], 'Configs to benchmark.')
+_STRATEGY_LIST = flags.DEFINE_list('strategies', list(_STRATEGIES),
+                                   f"Any of: {', '.join(_STRATEGIES)}.")
+_STEPS = flags.DEFINE_integer('steps', 30, 'Timed steps.', lower_bound=1)
+_WARMUP = flags.DEFINE_integer('warmup', 5, 'Untimed steps first (after compilation).',
+                               lower_bound=0)
+_FAKE_DEVICES = flags.DEFINE_integer('fake_devices', 0, 'Split the CPU into this many devices '
+                                     '(0: leave it as is).', lower_bound=0)
+_DTYPE = flags.DEFINE_string('dtype', None, 'Compute dtype for every model (default: each config).')
+
+
+def _config(model: str, strategy: str):
+  config = importlib.import_module(f'experiments.configs.{model}').get_config()
+  config.strategy, config.fsdp = ('mesh', True) if strategy == 'fsdp' else (strategy, False)
+  if _DTYPE.value:
+    config.model.dtype = _DTYPE.value
+  validate_config(config)
+  return config
+
+
+def benchmark(model_name: str, strategy_name: str) -> dict:
+  """One row: compiles the step under the strategy and times `--steps` steps."""
+  config = _config(model_name, strategy_name)
+  dataset = loop.load_dataset(config)
+  task = tasks.create_task(dataset.metadata, config.loss)
+  model = run_files.build_model(config.model, dataset.metadata)
+  tx, _ = optimizers.create_optimizer(config.optimizer, config.num_steps)
+  strategy = strategies.create_strategy(config.strategy, fsdp=config.fsdp)
+  inputs = run_files.example_inputs(dataset.metadata)
+  state = strategy.init_state(lambda: create_train_state(model, tx, inputs, config.seed))
+  host_batch = next(data.train_batches(dataset.train, batch_size=config.batch_size,
+                                       seed=config.seed))
+  batch = strategy.place_batch(host_batch)
+  train_step = strategy.compile_train_step(
+      functools.partial(step_lib.make_train_step, model, task, tx,
+                        grad_accum_steps=config.grad_accum_steps), state, batch)
+  flops, _ = loop.model_flops_per_step(config, dataset.metadata, model, task, tx, state,
+                                       host_batch)
+  for _ in range(_WARMUP.value):
+    state, metrics = train_step(state, batch)
+  jax.block_until_ready(state)
+  start = time.perf_counter()
+  for _ in range(_STEPS.value):
+    state, metrics = train_step(state, batch)
+  jax.block_until_ready((state, metrics))
+  seconds = (time.perf_counter() - start) / _STEPS.value
+  device_kind = jax.devices()[0].device_kind
+  mfu = cost.mfu(flops / seconds, device_kind=device_kind, num_devices=strategy.num_devices,
+                 dtype=config.model.dtype) if flops else None
+  seq_len = dataset.metadata.get('seq_len', 1)
+  return {
+      'model': model_name, 'strategy': strategy_name, 'devices': strategy.num_devices,
+      'batch': config.batch_size, 'ms/step': 1e3 * seconds,
+      'items/s': config.batch_size * seq_len / seconds,
+      'unit': 'tokens' if 'seq_len' in dataset.metadata else 'examples',
+      'flops/step': flops, 'flop/s': flops / seconds if flops else None,
+      'mfu': f'{100 * mfu:.1f}%' if mfu is not None else 'unknown peak',
+      'peak mem': cost.peak_memory_bytes().get('peak_device_memory_bytes'),
+  }
+
+
+def _cell(value) -> str:
+  if value is None:
+    return 'n/a'
+  if isinstance(value, float):
+    return f'{value:.3g}' if value < 1e4 else f'{value:.3e}'
+  return str(value)
+
+
+def main(argv):
+  del argv
+  unknown = sorted(set(_STRATEGY_LIST.value) - set(_STRATEGIES))
+  if unknown:
+    raise UserInputError(f"--strategies: unknown {', '.join(unknown)}; choose from "
+                         f"{', '.join(_STRATEGIES)}")
+  if _FAKE_DEVICES.value:
+    jax.config.update('jax_num_cpu_devices', _FAKE_DEVICES.value)
+  print(f'{jax.device_count()} x {jax.devices()[0].device_kind} '
+        f'({jax.default_backend()}), {_STEPS.value} timed steps after {_WARMUP.value} warm-up')
+  rows = [benchmark(m, s) for m in _MODELS.value for s in _STRATEGY_LIST.value]
+  columns = list(rows[0])
+  table = [columns] + [[_cell(row[c]) for c in columns] for row in rows]
+  widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+  for line in table:
+    print('  '.join(cell.rjust(width) for cell, width in zip(line, widths)))
+
+
+if __name__ == '__main__':
+  cli.run(main)

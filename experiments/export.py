@@ -1,0 +1,38 @@
+"""Write a serving artifact of a trained run: `python -m experiments.export --workdir=... --output=DIR`.
+
+DIR gets model.bin (serialized StableHLO with the weights, any batch size) and metadata.json.
+Run it without this project's model code:
+
+    from bigmodel_jax.infer.serving import load_exported
+    predict, metadata = load_exported('DIR')
+    logits = predict(batch)   # batch: metadata['input']['shape'] with any batch size
+"""
+
+import json
+
+from absl import flags
+
+from bigmodel_jax.infer import export
+from bigmodel_jax.train import run_files
+from experiments import cli
+
+_WORKDIR = flags.DEFINE_string('workdir', 'runs/transformer', 'Run directory of a trained model.')
+_OUTPUT = flags.DEFINE_string('output', None, 'Folder to write the artifact to.', required=True)
+_PLATFORMS = flags.DEFINE_list('platforms', ['cpu'],
+                               'Platforms the artifact runs on: cpu, cuda, rocm, tpu.')
+
+
+def main(argv):
+  del argv
+  trained = run_files.load_trained(_WORKDIR.value)
+  artifact = export.export_model(
+      trained.model, trained.params, trained.run.metadata, _OUTPUT.value,
+      platforms=_PLATFORMS.value,
+      description={'model': trained.run.config.model.name, 'step': trained.step,
+                   'workdir': _WORKDIR.value})
+  summary = {k: artifact[k] for k in ('model', 'step', 'platforms', 'input', 'output')}
+  print(json.dumps({'exported': _OUTPUT.value, **summary}, indent=2))
+
+
+if __name__ == '__main__':
+  cli.run(main)

@@ -1,0 +1,68 @@
+"""The cost arithmetic against hand counts."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from bigmodel_jax import cost
+from bigmodel_jax import models
+
+V, T, D, L = 65, 16, 32, 2  # vocabulary, context, width, layers
+
+
+def _lm_params():
+  model = models.create('transformer', vocab_size=V, max_len=T, num_layers=L, num_heads=2,
+                        d_model=D, mlp_ratio=4)
+  return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, T), jnp.int32)))['params']
+
+
+def test_transformer_flops_match_a_hand_count():
+  # Counted from the architecture: tied token embedding V*D (the position embedding T*D is
+  # left out by convention); per block two LayerNorms (2*2D), Q, K, V and output projections
+  # with biases (4*(D*D + D)), MLP D->4D->D with biases (8*D*D + 4D + D); a final LayerNorm.
+  per_block = 4 * D + 4 * (D * D + D) + 8 * D * D + 5 * D
+  n = V * D + L * per_block + 2 * D
+  assert n == 27_552
+  assert cost.count_params(_lm_params()) == n + T * D
+  per_token = cost.transformer_flops_per_token(_lm_params(), num_layers=L, d_model=D, seq_len=T)
+  # 6 FLOPs per parameter per token (2 forward, 4 backward) + attention's QK^T and AV:
+  # 2 matmuls x 2 FLOPs x T keys x D, forward, x3 with backward = 12 L D T.
+  assert per_token == 6 * 27_552 + 12 * L * D * T == 177_600
+
+
+def test_mfu_against_the_peak_table():
+  # 8 H100s at 40% of their 989.5 TFLOP/s bf16 dense peak.
+  achieved = 0.4 * 8 * 989.5e12
+  assert cost.mfu(achieved, device_kind='NVIDIA H100 80GB HBM3', num_devices=8,
+                  dtype='bfloat16') == pytest.approx(0.4)
+  # A 4-layer LM step of 64 x 128 tokens at 100 ms on one A100 (312 TFLOP/s bf16).
+  flops = 64 * 128 * (6 * 10e6 + 12 * 4 * 512 * 128)
+  assert cost.mfu(flops / 0.1, device_kind='NVIDIA A100-SXM4-40GB', num_devices=1,
+                  dtype='bfloat16') == pytest.approx(flops / 0.1 / 312e12)
+  assert flops == 8192 * 63_145_728 and flops / 0.1 / 312e12 == pytest.approx(0.01658, rel=1e-3)
+
+
+@pytest.mark.parametrize('device_kind,dtype,peak', [
+    ('NVIDIA H100 80GB HBM3', 'bfloat16', 989.5e12),
+    ('NVIDIA H100 PCIe', 'bfloat16', 756e12),
+    ('NVIDIA H200', 'bfloat16', 989.5e12),
+    ('NVIDIA A100-SXM4-80GB', 'bfloat16', 312e12),
+    ('TPU v4', 'bfloat16', 275e12),
+    ('TPU v5 lite', 'bfloat16', 197e12),
+    ('TPU v5p', 'bfloat16', 459e12),
+    ('TPU v6 lite', 'bfloat16', 918e12),
+])
+def test_peak_table(device_kind, dtype, peak):
+  assert cost.peak_flops(device_kind, dtype) == peak
+
+
+@pytest.mark.parametrize('device_kind,dtype', [('cpu', 'float32'), ('NVIDIA GeForce RTX 4090', 'bfloat16'),
+                                               ('TPU v4', 'float32')])
+def test_unknown_peak_gives_no_mfu(device_kind, dtype):
+  assert cost.mfu(1e12, device_kind=device_kind, num_devices=1, dtype=dtype) is None
+
+
+def test_xla_flops_of_a_matmul():
+  a = jax.ShapeDtypeStruct((8, 32), jnp.float32)
+  b = jax.ShapeDtypeStruct((32, 16), jnp.float32)
+  assert cost.xla_flops(jnp.matmul, a, b) == 2 * 8 * 32 * 16

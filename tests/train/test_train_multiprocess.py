@@ -1,0 +1,88 @@
+"""Two processes on this machine (CPU collectives over localhost) train as one 1-process run.
+
+Each process has 2 CPU devices, so the run spans 4 devices in 2 processes: each reads only its
+half of every batch, process 0 alone writes the run files, and both write the checkpoint.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from bigmodel_jax.train import run_files
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# A large constant learning rate, so that 6 steps move the parameters well beyond the tolerance.
+ARGS = ['--model=mlp', '--config.num_steps=6', '--config.optimizer.name=sgd',
+        '--config.optimizer.learning_rate=0.5', '--config.optimizer.warmup_steps=0',
+        '--config.optimizer.schedule=constant',
+        '--config.model.dropout_rate=0.0', '--config.log_every=3', '--config.eval_every=6',
+        '--config.checkpoint_every=3', '--config.eval_batches=2']
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def _start(workdir: str, devices: int, *args: str) -> subprocess.Popen:
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu',
+         'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+  return subprocess.Popen([sys.executable, '-m', 'experiments.train', f'--workdir={workdir}',
+                           *ARGS, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen) -> str:
+  try:
+    out, err = process.communicate(timeout=240)
+  except subprocess.TimeoutExpired:
+    process.kill()
+    raise
+  assert process.returncode == 0, err[-3000:]
+  return out
+
+
+def _two_processes(workdir: str, *args: str) -> list[str]:
+  port = _free_port()
+  processes = [_start(workdir, 2, *args, f'--coordinator_address=localhost:{port}',
+                      '--num_processes=2', f'--process_id={i}') for i in range(2)]
+  return [_finish(p) for p in processes]
+
+
+@pytest.mark.parametrize('strategy,fsdp', [('mesh', False), ('pmap', False), ('mesh', True)])
+def test_two_processes_match_one(tmp_path, strategy, fsdp):
+  one = _start(str(tmp_path / 'one'), 1)
+  flags = [f'--config.strategy={strategy}', f'--config.fsdp={fsdp}']
+  if fsdp:
+    # Stop at step 3 and resume: each process saved, then restores, only its own quarter-shards
+    # of the split parameters (the MLP's 64x128 kernel, split over the 4 devices).
+    _two_processes(str(tmp_path / 'two'), *flags, '--config.num_steps=3')
+  outputs = _two_processes(str(tmp_path / 'two'), *flags)
+  _finish(one)
+  assert '"eval"' in outputs[0] and '"eval"' not in outputs[1]  # process 0 prints the summary
+  summary = json.load(open(tmp_path / 'two' / 'summary.json'))
+  assert summary['cost']['num_processes'] == 2 and summary['cost']['num_devices'] == 4
+  assert summary['cost']['strategy'] == strategy and summary['cost']['fsdp'] == fsdp
+  one_params = run_files.load_trained(str(tmp_path / 'one')).params
+  two_params = run_files.load_trained(str(tmp_path / 'two')).params
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6),
+               one_params, two_params)
+  one_eval = json.load(open(tmp_path / 'one' / 'summary.json'))['eval']
+  assert abs(summary['eval']['loss'] - one_eval['loss']) < 1e-6
+
+
+def test_incomplete_process_flags_exit_2_with_one_line(tmp_path):
+  process = _start(str(tmp_path / 'run'), 1, '--coordinator_address=localhost:1234')
+  out, err = process.communicate(timeout=120)
+  assert process.returncode == 2, err[-2000:]
+  assert err.strip().splitlines()[-1] == (
+      'error: --coordinator_address, --num_processes and --process_id go together; got '
+      "'localhost:1234', None, None")
+  assert not (tmp_path / 'run').exists()
