@@ -147,7 +147,9 @@ def _generate(
 
   context = prompt[:, -model.max_len:]
   cache, token = _prefill(model, params, context, jax.random.fold_in(rng, prompt_len), sample)
-  tokens = jnp.zeros((batch_size, prompt_len + max_new_tokens), jnp.int32)
+  total_len = prompt_len + max_new_tokens
+  # At least `window` long so that `slide` can be traced for short samples, which never slide.
+  tokens = jnp.zeros((batch_size, max(total_len, window)), jnp.int32)
   tokens = tokens.at[:, :prompt_len].set(prompt).at[:, prompt_len].set(token)
 
   def next_token(i, carry):
@@ -169,7 +171,7 @@ def _generate(
     return tokens, cache, jnp.where(cache_full, window, cache_len + 1), token
 
   carry = (tokens, cache, jnp.int32(context.shape[1]), token)
-  return lax.fori_loop(0, max_new_tokens - 1, next_token, carry)[0]
+  return lax.fori_loop(0, max_new_tokens - 1, next_token, carry)[0][:, :total_len]
 
 
 def generate(

@@ -84,6 +84,18 @@ def test_long_prompt_and_sliding_window_past_max_len():
   np.testing.assert_array_equal(out, naive_greedy(long_prompt, 20))
 
 
+@pytest.mark.parametrize('num_tokens', [1, 2])
+def test_samples_shorter_than_the_sliding_window(num_tokens):
+  model, params = lm_and_params()
+  # One prompt token plus one or two new ones: shorter than the max_len // 2 window that the
+  # (never taken) slide branch reads, which must still trace.
+  short = prompt(length=1)
+  out = generate(model, params, short, max_new_tokens=num_tokens, rng=jax.random.key(0),
+                 temperature=0)
+  assert out.shape == (2, 1 + num_tokens)
+  np.testing.assert_array_equal(out, naive_greedy(short, num_tokens))
+
+
 @pytest.mark.parametrize('prompt_len', [4, MAX_LEN + 3])
 def test_full_recompute_draws_the_same_samples_as_the_cache(prompt_len):
   model, params = lm_and_params()
