@@ -1,4 +1,3 @@
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,28 +6,14 @@ import optax
 from bigmodel_jax.train import step as step_lib
 from bigmodel_jax.train import tasks
 from bigmodel_jax.train.state import create_train_state
-
-
-class _Tiny(nn.Module):
-  @nn.compact
-  def __call__(self, x, *, train=False):
-    x = nn.relu(nn.Dense(16)(x))
-    x = nn.Dropout(0.0, deterministic=not train)(x)
-    return nn.Dense(3)(x)
-
-
-def _batch(n, seed=0):
-  rng = np.random.default_rng(seed)
-  x = rng.normal(size=(n, 4)).astype(np.float32)
-  return {'inputs': x, 'targets': (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0),
-          'weights': np.ones(n, np.float32)}
+from toy import ToyClassifier, toy_batch
 
 
 def test_train_step_lowers_the_loss():
-  model, task, tx = _Tiny(), tasks.Classification(3), optax.adam(1e-2)
+  model, task, tx = ToyClassifier(), tasks.Classification(3), optax.adam(1e-2)
   state = create_train_state(model, tx, jnp.zeros((1, 4)), seed=0)
   train_step = jax.jit(step_lib.make_train_step(model, task, tx))
-  batch = _batch(64)
+  batch = toy_batch(64, features=4)
   _, first = train_step(state, batch)
   for _ in range(100):
     state, metrics = train_step(state, batch)
@@ -37,9 +22,9 @@ def test_train_step_lowers_the_loss():
 
 
 def test_gradient_accumulation_equals_one_large_batch():
-  model, task, tx = _Tiny(), tasks.Classification(3), optax.sgd(0.1)
+  model, task, tx = ToyClassifier(), tasks.Classification(3), optax.sgd(0.1)
   state = create_train_state(model, tx, jnp.zeros((1, 4)), seed=0)
-  batch = _batch(32)
+  batch = toy_batch(32, features=4)
   one, one_metrics = jax.jit(step_lib.make_train_step(model, task, tx))(state, batch)
   four, four_metrics = jax.jit(step_lib.make_train_step(model, task, tx, grad_accum_steps=4))(state, batch)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), one.params, four.params)
@@ -48,10 +33,10 @@ def test_gradient_accumulation_equals_one_large_batch():
 
 
 def test_padding_rows_do_not_change_eval_statistics():
-  model, task = _Tiny(), tasks.Classification(3)
+  model, task = ToyClassifier(), tasks.Classification(3)
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4)))['params']
   eval_step = jax.jit(step_lib.make_eval_step(model, task))
-  batch = _batch(10)
+  batch = toy_batch(10, features=4)
   padded = jax.tree.map(lambda x: np.concatenate([x, x[:6]]), batch)
   padded['weights'][10:] = 0
   a, b = eval_step(params, batch), eval_step(params, padded)
@@ -60,10 +45,10 @@ def test_padding_rows_do_not_change_eval_statistics():
 
 
 def test_nonfinite_loss_skips_the_update_and_is_reported():
-  model, task, tx = _Tiny(), tasks.Classification(3), optax.adam(1e-2)
+  model, task, tx = ToyClassifier(), tasks.Classification(3), optax.adam(1e-2)
   state = create_train_state(model, tx, jnp.zeros((1, 4)), seed=0)
   train_step = jax.jit(step_lib.make_train_step(model, task, tx))
-  good = _batch(8)
+  good = toy_batch(8, features=4)
   bad = {**good, 'inputs': good['inputs'].copy()}
   bad['inputs'][3, 1] = np.nan
   after_bad, bad_metrics = train_step(state, bad)

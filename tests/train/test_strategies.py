@@ -10,7 +10,6 @@ import functools
 import json
 import re
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,30 +25,24 @@ from bigmodel_jax.train.loop import train_and_evaluate
 from bigmodel_jax.train.state import create_train_state
 from bigmodel_jax.train.validation import validate_strategy
 from experiments.configs import mlp as mlp_config
+from toy import ToyClassifier, toy_batch
 
 BATCH = 32
 
 
-class _Model(nn.Module):
-  """The hidden kernel (16, 64) is big enough for fsdp to split; the rest stays replicated."""
-
-  @nn.compact
-  def __call__(self, x, *, train=False):
-    x = nn.relu(nn.Dense(64)(x))
-    x = nn.Dropout(0.0, deterministic=not train)(x)
-    return nn.Dense(3)(x)
+def _model():
+  # The hidden kernel (16, 64) is big enough for fsdp to split; the rest stays replicated.
+  return ToyClassifier(hidden=64)
 
 
 def _batches(steps, seed=0):
   rng = np.random.default_rng(seed)
   for _ in range(steps):
-    x = rng.normal(size=(BATCH, 16)).astype(np.float32)
-    yield {'inputs': x, 'targets': ((x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0)),
-           'weights': np.ones(BATCH, np.float32)}
+    yield toy_batch(BATCH, 16, rng)
 
 
 def _train(name, *, fsdp=False, grad_accum_steps=1, steps=5):
-  model, task, tx = _Model(), tasks.Classification(3), optax.sgd(0.5, momentum=0.9)
+  model, task, tx = _model(), tasks.Classification(3), optax.sgd(0.5, momentum=0.9)
   strategy = strategies.create_strategy(name, fsdp=fsdp)
   state = strategy.init_state(lambda: create_train_state(model, tx, jnp.zeros((1, 16)), seed=0))
   make_step = functools.partial(step_lib.make_train_step, model, task, tx,
@@ -122,7 +115,7 @@ def test_micro_batches_stay_on_the_devices_that_hold_their_rows():
   # Micro-batch k is every 4th example from k, so each device feeds every micro-batch from its
   # own rows: the gradient all-reduce is the only collective. (Contiguous micro-batches would
   # put micro-batch 0 on two of the eight devices and need an all-gather of the batch.)
-  model, task, tx = _Model(), tasks.Classification(3), optax.sgd(0.5)
+  model, task, tx = _model(), tasks.Classification(3), optax.sgd(0.5)
   strategy = strategies.create_strategy('mesh')
   state = strategy.init_state(lambda: create_train_state(model, tx, jnp.zeros((1, 16)), seed=0))
   compiled = strategy.compile_train_step(
