@@ -15,6 +15,9 @@ from bigmodel_jax.errors import NonFiniteError, Preempted, UserInputError
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), 'configs')
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The project's own code; a virtual environment inside the checkout (.venv) is not.
+_OWN_CODE = tuple(os.path.join(_PROJECT_ROOT, package) + os.sep
+                  for package in ('bigmodel_jax', 'experiments'))
 
 
 def fail(message: str) -> None:
@@ -70,7 +73,8 @@ class _OnlyOwnInfo(logging_lib.Filter):
   """Keeps INFO lines of this project; libraries (Orbax logs every save step) only from WARNING."""
 
   def filter(self, record: logging_lib.LogRecord) -> bool:
-    return record.levelno >= logging_lib.WARNING or _PROJECT_ROOT in record.pathname
+    return (record.levelno >= logging_lib.WARNING
+            or os.path.abspath(record.pathname).startswith(_OWN_CODE))
 
 
 def run(main: Callable[[Sequence[str]], None]) -> None:
