@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
@@ -77,6 +78,20 @@ def verify_manifest(step_dir: str) -> str | None:
   return None
 
 
+def newest_intact_step(directory: str, steps: Iterable[int],
+                       on_corrupt: Callable[[int, str], None]) -> int | None:
+  """The newest of `steps` (in `directory`) whose files match their checksums, or None.
+
+  `on_corrupt(step, problem)` is called for each newer step that does not match.
+  """
+  for step in sorted(steps, reverse=True):
+    problem = verify_manifest(os.path.join(directory, str(step)))
+    if problem is None:
+      return step
+    on_corrupt(step, problem)
+  return None
+
+
 class Checkpointer:
   """Saves steps asynchronously, keeps the newest `keep`, restores the newest intact one."""
 
@@ -127,19 +142,16 @@ class Checkpointer:
     `abstract_state` (ShapeDtypeStructs with shardings) says where the arrays go. A step whose
     files do not match its checksums is moved to `checkpoints.corrupt/` and the next older is tried.
     """
-    for step in sorted(self._manager.all_steps(), reverse=True):
-      problem = verify_manifest(self.step_dir(step))
-      if problem is None:
-        restored = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore(),
-            log=ocp.args.JsonRestore()))
-        return step, restored.state, restored.data, restored.log
-      moved = self._quarantine(step)
-      logging.warning('Checkpoint %s is corrupt: %s. Moved it to %s; trying the previous one.',
-                      self.step_dir(step), problem, moved)
-    return None
+    step = newest_intact_step(self.directory, self._manager.all_steps(), self._quarantine)
+    if step is None:
+      return None
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore(),
+        log=ocp.args.JsonRestore()))
+    return step, restored.state, restored.data, restored.log
 
-  def _quarantine(self, step: int) -> str:
+  def _quarantine(self, step: int, problem: str) -> None:
+    """Moves the corrupt `step` to checkpoints.corrupt/ (kept for inspection, never deleted)."""
     corrupt_dir = self.directory + CORRUPT_SUFFIX
     os.makedirs(corrupt_dir, exist_ok=True)
     target, n = os.path.join(corrupt_dir, str(step)), 1
@@ -147,7 +159,8 @@ class Checkpointer:
       target, n = os.path.join(corrupt_dir, f'{step}.{n}'), n + 1
     shutil.move(self.step_dir(step), target)
     self._manager.reload()
-    return target
+    logging.warning('Checkpoint %s is corrupt: %s. Moved it to %s; trying the previous one.',
+                    self.step_dir(step), problem, target)
 
   def size_bytes(self) -> int:
     """Bytes on disk of all kept checkpoints."""
@@ -176,14 +189,10 @@ def latest_params(directory: str, abstract_params: Any) -> tuple[Any, int]:
       os.path.abspath(directory),
       options=ocp.CheckpointManagerOptions(create=False, read_only=True,
                                            multiprocessing_options=alone))
-  step = None
-  for candidate in sorted(manager.all_steps(), reverse=True):
-    problem = verify_manifest(os.path.join(manager.directory, str(candidate)))
-    if problem is None:
-      step = candidate
-      break
-    logging.warning('Skipping corrupt checkpoint %s: %s', os.path.join(manager.directory,
-                                                                        str(candidate)), problem)
+  step = newest_intact_step(
+      manager.directory, manager.all_steps(),
+      lambda bad, problem: logging.warning('Skipping corrupt checkpoint %s: %s',
+                                           os.path.join(manager.directory, str(bad)), problem))
   if step is None:
     raise FileNotFoundError(f'no intact checkpoint in {directory}')
   target = {'params': abstract_params}
