@@ -22,7 +22,6 @@ from bigmodel_jax.plots import images as image_plots
 from bigmodel_jax.train import loop
 from bigmodel_jax.train import run_files
 
-PLOTS = 'plots'
 _TRANSFORMERS = ('transformer', 'transformer_classifier')
 # Tokens drawn in the attention plot: more would make the tick labels unreadable.
 _ATTENTION_TOKENS = 32
@@ -62,10 +61,10 @@ def write_plots(workdir: str, *, text: str | None = None, num_images: int = 25) 
   run = run_files.load_run(workdir)
   config, metadata = run.config, run.metadata
   title = f'{config.model.name} on {config.data.name}'
-  directory = os.path.join(workdir, PLOTS)
+  directory = os.path.join(workdir, run_files.PLOTS)
   os.makedirs(directory, exist_ok=True)
   written = []
-  metrics_path = os.path.join(workdir, 'metrics.jsonl')
+  metrics_path = os.path.join(workdir, run_files.METRICS)
   if os.path.exists(metrics_path):
     figure = curves.plot_curves(curves.read_metrics(metrics_path), title)
     written.append(plots.save(figure, os.path.join(directory, 'curves.png')))

@@ -3,10 +3,13 @@
     workdir/
       config.json      the full config the run was started with
       dataset.json     the dataset's metadata: task, shapes, tokenizer vocabulary, normalisation
-      checkpoints/     Orbax step directories (train state + input position)
+      checkpoints/     Orbax step directories (train state, input position, log interval,
+                       sha256.json); checkpoints.corrupt/ holds steps that failed their checksums
+      .lock            held by the run using the workdir (see workdir_lock)
       metrics.jsonl    one JSON record per log/eval event
       tensorboard/     event files
       summary.json     final metrics and the cost report
+      plots/           PNG pictures (experiments.plot)
 """
 
 import dataclasses
@@ -27,6 +30,8 @@ CONFIG = 'config.json'
 DATASET = 'dataset.json'
 CHECKPOINTS = 'checkpoints'
 SUMMARY = 'summary.json'
+METRICS = 'metrics.jsonl'
+PLOTS = 'plots'
 
 
 def write_json(path: str, value: Any) -> None:

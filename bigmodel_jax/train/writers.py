@@ -12,8 +12,7 @@ from typing import Any
 import jax
 from absl import logging
 
-
-METRICS = 'metrics.jsonl'
+from bigmodel_jax.train import run_files
 
 
 def _drop_records_after(path: str, step: int) -> None:
@@ -55,7 +54,7 @@ class MetricWriter:
     self._tensorboard = None
     if self._enabled:
       import tensorboardX  # pylint: disable=g-import-not-at-top  (heavy, and only process 0 needs it)
-      path = os.path.join(workdir, METRICS)
+      path = os.path.join(workdir, run_files.METRICS)
       _drop_records_after(path, resume_step)
       self._jsonl = open(path, 'a', encoding='utf-8')
       self._tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'),
