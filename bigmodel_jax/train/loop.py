@@ -16,14 +16,17 @@ save (Orbax writes collectively), and only process 0 writes the run's JSON files
 """
 
 import contextlib
+import dataclasses
 import functools
 import os
 import signal
 import time
 from typing import Any, Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 from absl import logging
 from ml_collections import ConfigDict
 
@@ -76,21 +79,58 @@ def _restore_or_init(checkpointer: Checkpointer, strategy: strategies.Strategy,
   return strategy.init_state(init), None, None
 
 
-def model_flops_per_step(config: ConfigDict, metadata: dict[str, Any], model, task, tx,
-                         state: TrainState, host_batch: dict[str, Any]
-                         ) -> tuple[float | None, str]:
-  """Model FLOPs of one step on the global batch, and the convention they follow (see `cost`)."""
-  if config.model.name == 'transformer':
-    per_token = cost.transformer_flops_per_token(
-        state.params, num_layers=config.model.num_layers, d_model=config.model.d_model,
-        seq_len=metadata['seq_len'])
-    return per_token * config.batch_size * metadata['seq_len'], '6N + 12LdT per token'
-  unsharded = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype)
-  global_batch = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct((config.batch_size, *x.shape[1:]), x.dtype), host_batch)
-  flops = cost.xla_flops(step_lib.make_train_step(model, task, tx), jax.tree.map(unsharded, state),
-                         global_batch)
-  return flops, 'XLA cost analysis of the train step on the global batch'
+@dataclasses.dataclass(frozen=True)
+class RunParts:
+  """What a run builds from its config before it touches the workdir (see `build_run`)."""
+  config: ConfigDict
+  dataset: data.Dataset
+  task: tasks.Task
+  model: nn.Module
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  strategy: strategies.Strategy
+
+  def init(self) -> TrainState:
+    """A fresh train state from the config's seed (wrap in the strategy to place it)."""
+    return create_train_state(self.model, self.tx, run_files.example_inputs(self.dataset.metadata),
+                              self.config.seed)
+
+  def compile_train_step(self, state: TrainState, batch: dict[str, jax.Array]
+                         ) -> jax.stages.Compiled:
+    """The one train step, compiled ahead of time by the strategy for `state` and `batch`."""
+    return self.strategy.compile_train_step(
+        functools.partial(step_lib.make_train_step, self.model, self.task, self.tx,
+                          grad_accum_steps=self.config.grad_accum_steps), state, batch)
+
+  def model_flops_per_step(self, state: TrainState, host_batch: dict[str, Any]
+                           ) -> tuple[float | None, str]:
+    """Model FLOPs of one step on the global batch, and their convention (see `cost`)."""
+    config, metadata = self.config, self.dataset.metadata
+    if config.model.name == 'transformer':
+      per_token = cost.transformer_flops_per_token(
+          state.params, num_layers=config.model.num_layers, d_model=config.model.d_model,
+          seq_len=metadata['seq_len'])
+      return per_token * config.batch_size * metadata['seq_len'], '6N + 12LdT per token'
+    unsharded = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype)
+    global_batch = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct((config.batch_size, *x.shape[1:]), x.dtype), host_batch)
+    flops = cost.xla_flops(step_lib.make_train_step(self.model, self.task, self.tx),
+                           jax.tree.map(unsharded, state), global_batch)
+    return flops, 'XLA cost analysis of the train step on the global batch'
+
+
+def build_run(config: ConfigDict) -> RunParts:
+  """Validates `config` and builds its data, task, model, optimizer and strategy.
+
+  Everything that can reject the input happens here, before any file is written.
+  """
+  validate_config(config)
+  dataset = load_dataset(config)
+  task = tasks.create_task(dataset.metadata, config.loss)
+  model = run_files.build_model(config.model, dataset.metadata)
+  tx, schedule = optimizers.create_optimizer(config.optimizer, config.num_steps)
+  strategy = strategies.create_strategy(config.strategy, fsdp=config.fsdp)
+  return RunParts(config, dataset, task, model, tx, schedule, strategy)
 
 
 def train_and_evaluate(config: ConfigDict, workdir: str, *,
@@ -108,29 +148,23 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
     NonFiniteError: the loss or a gradient was NaN/Inf (unless config.skip_nonfinite_updates).
   """
   # 1. Everything that can reject the input, before the workdir is touched.
-  validate_config(config)
-  dataset = load_dataset(config)
-  task = tasks.create_task(dataset.metadata, config.loss)
-  model = run_files.build_model(config.model, dataset.metadata)
-  tx, schedule = optimizers.create_optimizer(config.optimizer, config.num_steps)
-  strategy = strategies.create_strategy(config.strategy, fsdp=config.fsdp)
+  parts = build_run(config)
   processes = jax.process_count()
-  train_iter = data.train_batches(dataset.train, batch_size=config.batch_size // processes,
+  train_iter = data.train_batches(parts.dataset.train, batch_size=config.batch_size // processes,
                                   seed=config.seed, shard_index=jax.process_index(),
                                   shard_count=processes)
-  inputs = run_files.example_inputs(dataset.metadata)
 
   # 2. Workdir (one run at a time), resume or init. In a multi-host run the hosts share the
   # workdir, so only process 0 takes its lock.
   os.makedirs(workdir, exist_ok=True)
   lock = WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
   with lock, PreemptionWatcher() as preemption:
-    return _run_in_workdir(config, workdir, dataset, task, strategy, model, tx, schedule,
-                           train_iter, inputs, preemption, on_step)
+    return _run_in_workdir(parts, workdir, train_iter, preemption, on_step)
 
 
-def _run_in_workdir(config, workdir, dataset, task, strategy, model, tx, schedule, train_iter,
-                    inputs, preemption, on_step) -> dict[str, Any]:
+def _run_in_workdir(parts: RunParts, workdir: str, train_iter, preemption: PreemptionWatcher,
+                    on_step) -> dict[str, Any]:
+  config, dataset, task, strategy = parts.config, parts.dataset, parts.task, parts.strategy
   primary = jax.process_index() == 0
   processes = jax.process_count()
   config_path = os.path.join(workdir, run_files.CONFIG)
@@ -141,8 +175,7 @@ def _run_in_workdir(config, workdir, dataset, task, strategy, model, tx, schedul
     run_files.write_json(os.path.join(workdir, run_files.DATASET), dataset.metadata)
   checkpointer = Checkpointer(os.path.join(workdir, run_files.CHECKPOINTS),
                               keep=config.keep_checkpoints)
-  state, data_state, log_state = _restore_or_init(
-      checkpointer, strategy, lambda: create_train_state(model, tx, inputs, config.seed))
+  state, data_state, log_state = _restore_or_init(checkpointer, strategy, parts.init)
   start_step = int(state.step)
   summary_path = os.path.join(workdir, run_files.SUMMARY)
   if start_step >= config.num_steps and os.path.exists(summary_path):
@@ -155,12 +188,9 @@ def _run_in_workdir(config, workdir, dataset, task, strategy, model, tx, schedul
   # 3. Compile once, ahead of time, then train.
   host_batch = next(train_iter)
   batch = strategy.place_batch(host_batch)
-  train_step = strategy.compile_train_step(
-      functools.partial(step_lib.make_train_step, model, task, tx,
-                        grad_accum_steps=config.grad_accum_steps), state, batch)
-  eval_step = strategy.eval_step(step_lib.make_eval_step(model, task))
-  flops_per_step, flops_convention = model_flops_per_step(config, dataset.metadata, model, task,
-                                                          tx, state, host_batch)
+  train_step = parts.compile_train_step(state, batch)
+  eval_step = strategy.eval_step(step_lib.make_eval_step(parts.model, task))
+  flops_per_step, flops_convention = parts.model_flops_per_step(state, host_batch)
   num_params = cost.count_params(state.params)
   logging.info('Model %s: %s parameters; task %s; %d steps from step %d; strategy %s over %d '
                'device(s), %d process(es)', config.model.name, f'{num_params:,}', task.name,
@@ -170,14 +200,13 @@ def _run_in_workdir(config, workdir, dataset, task, strategy, model, tx, schedul
   with MetricWriter(workdir, resume_step=start_step) as writer:
     try:
       state, eval_metrics, seconds_per_step = _train(
-          config, dataset, task, strategy, state, batch, train_iter, train_step, eval_step,
-          schedule, checkpointer, writer, interval, preemption, on_step)
+          parts, state, batch, train_iter, train_step, eval_step, checkpointer, writer, interval,
+          preemption, on_step)
     finally:
       # Also on an exception: saves already started complete before the process goes on.
       checkpointer.close()
-    report = _cost_report(config, dataset.metadata, task, strategy, state, num_params,
-                          flops_per_step, flops_convention, seconds_per_step,
-                          checkpointer.size_bytes())
+    report = _cost_report(parts, state, num_params, flops_per_step, flops_convention,
+                          seconds_per_step, checkpointer.size_bytes())
     writer.write(int(state.step), 'cost', report)
   summary = {'eval': eval_metrics, 'cost': report}
   if primary:
@@ -199,10 +228,10 @@ def _stop_if_nonfinite(interval: LogInterval, checkpointer: Checkpointer) -> Non
       'config.skip_nonfinite_updates=True to skip such updates')
 
 
-def _train(config, dataset, task, strategy, state, batch, train_iter, train_step, eval_step,
-           schedule, checkpointer, writer, interval, preemption, on_step
-           ) -> tuple[TrainState, dict[str, float], float | None]:
+def _train(parts: RunParts, state, batch, train_iter, train_step, eval_step, checkpointer, writer,
+           interval, preemption, on_step) -> tuple[TrainState, dict[str, float], float | None]:
   """The step loop; returns the final state, the last evaluation and the steady seconds/step."""
+  config, dataset, task, strategy = parts.config, parts.dataset, parts.task, parts.strategy
   start_step = int(state.step)
   seq_len = dataset.metadata.get('seq_len', 0)
   empty_interval = LogInterval.empty(train_step.out_info[1])
@@ -234,7 +263,8 @@ def _train(config, dataset, task, strategy, state, batch, train_iter, train_step
       throughput = {'examples_per_second': timed_steps * config.batch_size / elapsed}
       if seq_len:
         throughput['tokens_per_second'] = throughput['examples_per_second'] * seq_len
-      writer.write(done, 'train', {**means, 'learning_rate': float(schedule(done - 1)), **throughput})
+      learning_rate = float(parts.schedule(done - 1))
+      writer.write(done, 'train', {**means, 'learning_rate': learning_rate, **throughput})
       interval, timed_steps = empty_interval, 0
       interval_start = time.perf_counter()
     if done % config.eval_every == 0 or done == config.num_steps:
@@ -254,13 +284,14 @@ def _train(config, dataset, task, strategy, state, batch, train_iter, train_step
   return state, eval_metrics, (steady_time / steady_steps if steady_steps else None)
 
 
-def _cost_report(config, metadata, task, strategy, state, num_params, flops_per_step,
-                 flops_convention, seconds_per_step, checkpoint_bytes) -> dict[str, Any]:
+def _cost_report(parts: RunParts, state, num_params, flops_per_step, flops_convention,
+                 seconds_per_step, checkpoint_bytes) -> dict[str, Any]:
   """Parameters, FLOPs, throughput, MFU and memory of the run (see `bigmodel_jax.cost`)."""
+  config, metadata, strategy = parts.config, parts.dataset.metadata, parts.strategy
   device_kind = jax.devices()[0].device_kind
   dtype = config.model.get('dtype', 'float32')
   report: dict[str, Any] = {
-      'model': config.model.name, 'dataset': config.data.name, 'task': task.name,
+      'model': config.model.name, 'dataset': config.data.name, 'task': parts.task.name,
       'step': int(state.step), 'params': num_params, 'dtype': dtype,
       'batch_size': config.batch_size, 'grad_accum_steps': config.grad_accum_steps,
       'strategy': strategy.name, 'fsdp': strategy.fsdp, 'device_kind': device_kind,

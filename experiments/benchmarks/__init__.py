@@ -1,1 +1,4 @@
-"""Benchmarks: commands that print speed figures (`python -m experiments.benchmarks.<name>`); no test times anything."""
+"""Benchmarks: commands that print speed figures; no test times anything.
+
+Run one with `python -m experiments.benchmarks.<name>`.
+"""

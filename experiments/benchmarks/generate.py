@@ -21,6 +21,9 @@ from experiments.configs import transformer
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A trained LM run; default: random weights.')
 _NUM_TOKENS = flags.DEFINE_integer('num_tokens', 256, 'New tokens per sample.', lower_bound=1)
 _BATCH_SIZES = flags.DEFINE_list('batch_sizes', ['1', '8'], 'Batch sizes to measure.')
+flags.register_validator('batch_sizes',
+                         lambda sizes: all(s.isdigit() and int(s) > 0 for s in sizes),
+                         'must be positive integers, e.g. 1,8')
 _REPEATS = flags.DEFINE_integer('repeats', 2, 'Timed runs per setting (the best counts).',
                                 lower_bound=1)
 

@@ -8,25 +8,17 @@ into that many devices, to exercise the multi-device strategies without accelera
 effect on GPU or TPU. FLOPs follow the conventions in bigmodel_jax/cost.py.
 """
 
-import functools
 import importlib
 import time
 
-from absl import app
 from absl import flags
 import jax
 
 from bigmodel_jax import cost
 from bigmodel_jax import data
+from bigmodel_jax import models
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.train import loop
-from bigmodel_jax.train import optimizers
-from bigmodel_jax.train import run_files
-from bigmodel_jax.train import step as step_lib
-from bigmodel_jax.train import strategies
-from bigmodel_jax.train import tasks
-from bigmodel_jax.train.state import create_train_state
-from bigmodel_jax.train.validation import validate_config
 from experiments import cli
 
 # 'fsdp' is the mesh strategy with params and optimizer state split over the devices.
@@ -48,28 +40,19 @@ def _config(model: str, strategy: str):
   config.strategy, config.fsdp = ('mesh', True) if strategy == 'fsdp' else (strategy, False)
   if _DTYPE.value:
     config.model.dtype = _DTYPE.value
-  validate_config(config)
   return config
 
 
 def benchmark(model_name: str, strategy_name: str) -> dict:
   """One row: compiles the step under the strategy and times `--steps` steps."""
-  config = _config(model_name, strategy_name)
-  dataset = loop.load_dataset(config)
-  task = tasks.create_task(dataset.metadata, config.loss)
-  model = run_files.build_model(config.model, dataset.metadata)
-  tx, _ = optimizers.create_optimizer(config.optimizer, config.num_steps)
-  strategy = strategies.create_strategy(config.strategy, fsdp=config.fsdp)
-  inputs = run_files.example_inputs(dataset.metadata)
-  state = strategy.init_state(lambda: create_train_state(model, tx, inputs, config.seed))
+  parts = loop.build_run(_config(model_name, strategy_name))
+  config, dataset, strategy = parts.config, parts.dataset, parts.strategy
+  state = strategy.init_state(parts.init)
   host_batch = next(data.train_batches(dataset.train, batch_size=config.batch_size,
                                        seed=config.seed))
   batch = strategy.place_batch(host_batch)
-  train_step = strategy.compile_train_step(
-      functools.partial(step_lib.make_train_step, model, task, tx,
-                        grad_accum_steps=config.grad_accum_steps), state, batch)
-  flops, _ = loop.model_flops_per_step(config, dataset.metadata, model, task, tx, state,
-                                       host_batch)
+  train_step = parts.compile_train_step(state, batch)
+  flops, _ = parts.model_flops_per_step(state, host_batch)
   for _ in range(_WARMUP.value):
     state, metrics = train_step(state, batch)
   jax.block_until_ready(state)
@@ -103,10 +86,11 @@ def _cell(value) -> str:
 
 def main(argv):
   del argv
-  unknown = sorted(set(_STRATEGY_LIST.value) - set(_STRATEGIES))
-  if unknown:
-    raise UserInputError(f"--strategies: unknown {', '.join(unknown)}; choose from "
-                         f"{', '.join(_STRATEGIES)}")
+  for flag, allowed in ((_MODELS, sorted(models.MODELS)), (_STRATEGY_LIST, _STRATEGIES)):
+    unknown = sorted(set(flag.value) - set(allowed))
+    if unknown:
+      raise UserInputError(f"--{flag.name}: unknown {', '.join(unknown)}; choose from "
+                           f"{', '.join(allowed)}")
   if _FAKE_DEVICES.value:
     jax.config.update('jax_num_cpu_devices', _FAKE_DEVICES.value)
   print(f'{jax.device_count()} x {jax.devices()[0].device_kind} '

@@ -35,3 +35,10 @@ def test_unknown_strategy_exits_2():
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1] == (
       'error: --strategies: unknown ddp; choose from single, mesh, fsdp, pmap')
+
+
+def test_unknown_model_exits_2():
+  result = _run('--models=mlp,resnet')
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1] == (
+      'error: --models: unknown resnet; choose from cnn, mlp, transformer, transformer_classifier')
