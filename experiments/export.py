@@ -24,6 +24,7 @@ _PLATFORMS = flags.DEFINE_list('platforms', ['cpu'],
 
 def main(argv):
   del argv
+  export.check_platforms(_PLATFORMS.value)  # before the checkpoint is read
   trained = run_files.load_trained(_WORKDIR.value)
   artifact = export.export_model(
       trained.model, trained.params, trained.run.metadata, _OUTPUT.value,

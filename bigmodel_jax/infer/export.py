@@ -39,6 +39,12 @@ _PREPARATION = {
 }
 
 
+def check_platforms(platforms: Sequence[str]) -> None:
+  """Raises UserInputError unless `platforms` names one or more of PLATFORMS."""
+  if not platforms or set(platforms) - set(PLATFORMS):
+    raise UserInputError(f'--platforms={",".join(platforms)}: choose from {", ".join(PLATFORMS)}')
+
+
 def export_model(model: nn.Module, params: Any, metadata: dict[str, Any], directory: str, *,
                  platforms: Sequence[str] = ('cpu',),
                  description: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -47,9 +53,7 @@ def export_model(model: nn.Module, params: Any, metadata: dict[str, Any], direct
   `metadata` is the run's dataset metadata; `description` (model name, step, ...) is copied into
   metadata.json as it is. `platforms` are those the artifact can run on.
   """
-  unknown = sorted(set(platforms) - set(PLATFORMS))
-  if unknown or not platforms:
-    raise UserInputError(f'--platforms={",".join(platforms)}: choose from {", ".join(PLATFORMS)}')
+  check_platforms(platforms)
   input_shape = tuple(metadata['input_shape'])
   dtype = jnp.int32 if 'vocab_size' in metadata else jnp.float32
   # The parameters are closed over, so they become constants of the program.
