@@ -187,7 +187,7 @@ def latest_params(directory: str, abstract_params: Any) -> tuple[Any, int]:
                                              active_processes={jax.process_index()})
   manager = ocp.CheckpointManager(
       os.path.abspath(directory),
-      options=ocp.CheckpointManagerOptions(create=False, read_only=True,
+      options=ocp.CheckpointManagerOptions(create=False, read_only=True, save_interval_steps=0,
                                            multiprocessing_options=alone))
   step = newest_intact_step(
       manager.directory, manager.all_steps(),

@@ -1,0 +1,36 @@
+"""The checkpoint benchmark command runs end to end (no timing is asserted: figures belong in the
+closing notes, measured on a named machine)."""
+
+import os
+import re
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, '-m', 'experiments.benchmarks.checkpoint', *args],
+                        cwd=REPO, env={**os.environ, 'JAX_PLATFORMS': 'cpu'},
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_prints_save_restore_and_overhead():
+  result = _run('--model=mlp', '--trials=2', '--blocks=1', '--block_steps=4', '--save_every=2')
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = result.stdout.strip().splitlines()
+  trials = [re.fullmatch(r'trial \d: ([\d.]+) MB; save blocks ([\d.]+) s, committed after '
+                         r'([\d.]+) s; restore with verification ([\d.]+) s', line)
+            for line in lines[1:3]]
+  assert all(trials), lines
+  # The digits MLP (64-128-10: 9,610 params) and AdamW's two moments, float32: 0.115 MB of arrays.
+  assert all(0.11 <= float(t.group(1)) < 0.5 for t in trials)
+  assert all(float(t.group(2)) <= float(t.group(3)) for t in trials)  # blocking <= committed
+  assert re.fullmatch(r'median s/step: a save every 2 steps [\d.]+, no saves [\d.]+: [+-][\d.]+%',
+                      lines[3]), lines
+
+
+def test_unknown_model_exits_2():
+  result = _run('--model=resnet')
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1].startswith("error: --model='resnet' is unknown")
