@@ -1,16 +1,41 @@
-"""The one exception type for bad user input.
+"""The exception types the entry points turn into one line and an exit status.
 
-Entry points print a `UserInputError` as a single line and exit with status 2, before any work
-starts and before anything is written to the workdir. Everything else that goes wrong is a bug
-and keeps its traceback.
+The library raises `UserInputError` for bad input, before any work starts and before anything
+is written to the workdir, naming what is wrong in its own terms (a config field, a dataset, a
+workdir, a file); it never names a command-line flag. `experiments/cli.py` words it for the
+command that was run (`error: --dataset=...: ...`) and exits with status 2. Everything else that
+goes wrong is a bug and keeps its traceback.
 """
+
+from typing import Any
+
+# The inputs the library refers to by role; each command line names them with its own flag.
+SUBJECTS = ('dataset', 'workdir', 'init_from', 'inputs', 'text', 'exported', 'output',
+            'platforms', 'prompt')
 
 
 class UserInputError(ValueError):
-  """A flag, config field or data file is not what the program needs.
+  """Input (a config field, dataset, workdir or file) that is not what the program needs.
 
-  The message names the flag, field or file, the bad value, and what is allowed.
+  Attributes:
+    problem: what is wrong with the value and what is allowed.
+    subject: None when `problem` names what it is about (e.g. 'config.batch_size must be ...'),
+      else one of SUBJECTS: the input whose `value` is wrong.
+    value: the bad value of `subject`.
   """
+
+  def __init__(self, problem: str, *, subject: str | None = None, value: Any = None):
+    if subject is not None and subject not in SUBJECTS:
+      raise ValueError(f'subject={subject!r} is not one of {SUBJECTS}')
+    super().__init__(problem)
+    self.problem = problem
+    self.subject = subject
+    self.value = value
+
+  def __str__(self) -> str:
+    if self.subject is None:
+      return self.problem
+    return f'{self.subject} {self.value}: {self.problem}'
 
 
 class NonFiniteError(RuntimeError):

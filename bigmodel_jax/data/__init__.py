@@ -1,6 +1,10 @@
 """Every input the trainers consume: datasets by name, tokenizers, and the batch pipeline."""
 
 from bigmodel_jax.data.dataset import Dataset
+from bigmodel_jax.data.spec import DataSpec
+from bigmodel_jax.data.spec import Normalization
+from bigmodel_jax.data.spec import SpecError
+from bigmodel_jax.data.spec import SPLITS
 from bigmodel_jax.data.dataset import Source
 from bigmodel_jax.data.pipeline import eval_batches
 from bigmodel_jax.data.pipeline import train_batches

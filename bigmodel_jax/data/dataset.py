@@ -1,16 +1,14 @@
-"""The `Dataset` every loader returns, the in-memory source, and the seeded split."""
+"""The `Dataset` every loader returns, the in-memory sources, and the seeded three-way split."""
 
 import dataclasses
-import numbers
 from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from bigmodel_jax.data.spec import DataSpec, SPLITS
 from bigmodel_jax.errors import UserInputError
 
 Example = dict[str, np.ndarray]
-
-TASKS = ('classification', 'regression', 'language_modeling')
 
 
 class Source(Protocol):
@@ -25,25 +23,34 @@ class Source(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-  """A task's train and test splits and the metadata inference needs.
+  """A dataset's typed spec and its three splits.
 
-  `metadata` is JSON-serialisable and is saved beside checkpoints; see `make_dataset`.
+  Training reads `train`; evaluation during training, model selection and the plots read
+  `validation`; only `experiments.evaluate --split=test` reads `test`.
   """
-  name: str
-  task: str
+  spec: DataSpec
   train: Source
+  validation: Source
   test: Source
-  metadata: dict[str, Any]
+
+  @property
+  def name(self) -> str:
+    return self.spec.name
+
+  @property
+  def task(self) -> str:
+    return self.spec.task
+
+  def split(self, name: str) -> Source:
+    if name not in SPLITS:
+      raise ValueError(f'split {name!r} is not one of {SPLITS}')
+    return getattr(self, name)
 
 
-def make_dataset(name: str, task: str, train: Source, test: Source, *,
-                 input_shape: Sequence[int], **metadata: Any) -> Dataset:
-  """Returns a `Dataset` whose metadata always holds 'dataset', 'task' and 'input_shape'."""
-  if task not in TASKS:
-    raise ValueError(f'task={task!r} is not one of {TASKS}')
-  metadata = {'dataset': name, 'task': task,
-              'input_shape': [int(d) for d in input_shape], **metadata}
-  return Dataset(name=name, task=task, train=train, test=test, metadata=metadata)
+def make_dataset(spec: DataSpec, train: Source, validation: Source, test: Source) -> Dataset:
+  """Returns the `Dataset`, its spec completed with the split sizes."""
+  spec = spec.with_split_sizes(train=len(train), validation=len(validation), test=len(test))
+  return Dataset(spec, train, validation, test)
 
 
 class ArraySource:
@@ -70,25 +77,49 @@ def read_only(array: np.ndarray) -> np.ndarray:
   return array
 
 
-def is_int(value: Any) -> bool:
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+class SubsetSource:
+  """The examples of `source` at `indices`, in that order (a split carved from another)."""
+
+  def __init__(self, source: Source, indices: np.ndarray):
+    self._source = source
+    self._indices = read_only(np.asarray(indices, dtype=np.int64))
+
+  def __len__(self) -> int:
+    return len(self._indices)
+
+  def __getitem__(self, index: int) -> Example:
+    return self._source[int(self._indices[index])]
 
 
-def check_seed(seed: int) -> None:
-  if not is_int(seed) or seed < 0:
-    raise UserInputError(f'config.seed must be a non-negative integer, got {seed!r}')
+def seeded_split(num_examples: int, test_fraction: float, validation_fraction: float, seed: int,
+                 what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Returns sorted (train, validation, test) indices of a seeded random split.
 
-
-def seeded_split(num_examples: int, test_fraction: float, seed: int,
-                 what: str) -> tuple[np.ndarray, np.ndarray]:
-  """Returns sorted (train, test) indices of a seeded random split.
-
-  `what` names the data in the error raised when a split would be empty.
+  The test indices depend on `test_fraction` and `seed` only, so adding a validation split did
+  not change any test split. `what` names the data in the error raised when a split would be
+  empty.
   """
   num_test = int(round(num_examples * test_fraction))
-  if not 1 <= num_test <= num_examples - 1:
+  num_validation = int(round(num_examples * validation_fraction))
+  if not (num_test >= 1 and num_validation >= 1 and num_test + num_validation < num_examples):
     raise UserInputError(
-        f'config.data.test_fraction={test_fraction} leaves {num_test} of the {num_examples} '
-        f'examples of {what} for testing; both splits need at least one example')
+        f'config.data.test_fraction={test_fraction} and config.data.validation_fraction='
+        f'{validation_fraction} leave {num_test} test and {num_validation} validation examples of '
+        f'the {num_examples} of {what}; every split needs at least one example')
   order = np.random.default_rng(seed).permutation(num_examples)
-  return np.sort(order[num_test:]), np.sort(order[:num_test])
+  test = order[:num_test]
+  validation = order[num_test:num_test + num_validation]
+  return np.sort(order[num_test + num_validation:]), np.sort(validation), np.sort(test)
+
+
+def carve_validation(train: Source, validation_fraction: float, seed: int,
+                     what: str) -> tuple[Source, Source]:
+  """(train, validation) carved from a source that has no validation split, with `seed`."""
+  num_validation = int(round(len(train) * validation_fraction))
+  if not 1 <= num_validation < len(train):
+    raise UserInputError(
+        f'config.data.validation_fraction={validation_fraction} leaves {num_validation} of the '
+        f'{len(train)} training examples of {what} for validation; both need at least one')
+  order = np.random.default_rng(seed).permutation(len(train))
+  return (SubsetSource(train, np.sort(order[num_validation:])),
+          SubsetSource(train, np.sort(order[:num_validation])))

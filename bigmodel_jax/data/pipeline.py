@@ -33,11 +33,6 @@ def _collate(examples: Sequence[dataset_lib.Example], batch_size: int) -> Batch:
   return batch
 
 
-def _check_batch_size(batch_size: int) -> None:
-  if not dataset_lib.is_int(batch_size) or batch_size < 1:
-    raise UserInputError(f'config.batch_size must be a positive integer, got {batch_size!r}')
-
-
 def train_batches(source: dataset_lib.Source, *, batch_size: int, seed: int,
                   shard_index: int = 0, shard_count: int = 1) -> grain.DatasetIterator:
   """Returns an endless iterator of shuffled training batches for process `shard_index`.
@@ -50,8 +45,6 @@ def train_batches(source: dataset_lib.Source, *, batch_size: int, seed: int,
   The iterator's `get_state()` is a JSON-serialisable dict; `set_state(state)` on a fresh
   iterator from the same arguments resumes with exactly the batches that would have come.
   """
-  _check_batch_size(batch_size)
-  dataset_lib.check_seed(seed)
   if not 0 <= shard_index < shard_count:
     raise ValueError(f'shard_index={shard_index} is not in [0, shard_count={shard_count})')
   per_shard = len(source) // shard_count
@@ -87,12 +80,8 @@ def eval_batches(source: dataset_lib.Source, *, batch_size: int,
   would measure one corner of the test split. The last partial batch is padded to
   `batch_size` with rows of weight 0.
   """
-  _check_batch_size(batch_size)
   rows = np.arange(len(source))
   if max_batches is not None:
-    if not dataset_lib.is_int(max_batches) or max_batches < 1:
-      raise UserInputError(
-          f'config.eval_batches must be a positive integer (or None for all), got {max_batches!r}')
     wanted = max_batches * batch_size
     if wanted < len(rows):
       rows = rows[np.linspace(0, len(rows) - 1, wanted).round().astype(np.int64)]

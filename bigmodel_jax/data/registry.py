@@ -1,6 +1,4 @@
-"""`load_dataset`: every dataset by name, with its options checked before any work."""
-
-import numbers
+"""`load_dataset`: every dataset by name."""
 
 from absl import logging
 
@@ -9,7 +7,6 @@ from bigmodel_jax.data import embedded
 from bigmodel_jax.data import tabular
 from bigmodel_jax.data import text
 from bigmodel_jax.data import tfds_sources
-from bigmodel_jax.data import tokenizers
 from bigmodel_jax.errors import UserInputError
 
 # Name -> task. 'csv:PATH' and 'textfile:PATH' stand for any local file.
@@ -31,63 +28,65 @@ def dataset_task(name: str) -> str:
     kind, colon, path = name.partition(':')
     if colon and kind in _FILE_EXAMPLES:
       if not path:
-        raise UserInputError(f'--dataset={name!r} needs a file path, e.g. {_FILE_EXAMPLES[kind]}')
+        raise UserInputError(f'needs a file path, e.g. {_FILE_EXAMPLES[kind]}',
+                             subject='dataset', value=name)
       return DATASETS[f'{kind}:PATH']
     if name in DATASETS:
       return DATASETS[name]
-  raise UserInputError(f'--dataset={name!r} is not known; choose one of: {", ".join(DATASETS)}')
-
-
-def _check_options(seq_len: int, tokenizer: str, test_fraction: float, seed: int) -> None:
-  if not dataset_lib.is_int(seq_len) or seq_len < 1:
-    raise UserInputError(f'config.data.seq_len must be a positive integer, got {seq_len!r}')
-  tokenizers.check_tokenizer_name(tokenizer)
-  if (not isinstance(test_fraction, numbers.Real) or isinstance(test_fraction, bool)
-      or not 0 < test_fraction < 1):
-    raise UserInputError(
-        f'config.data.test_fraction must be a number strictly between 0 and 1, got '
-        f'{test_fraction!r}')
-  dataset_lib.check_seed(seed)
+  raise UserInputError(f'is not known; choose one of: {", ".join(DATASETS)}', subject='dataset',
+                       value=name)
 
 
 def load_dataset(name: str, *, data_dir: str | None = None, seq_len: int = 128,
                  tokenizer: str = 'char', target: str | None = None, test_fraction: float = 0.2,
-                 seed: int = 0) -> dataset_lib.Dataset:
+                 validation_fraction: float = 0.1, seed: int = 0) -> dataset_lib.Dataset:
   """Returns dataset `name` (a key of `DATASETS`, with a path after 'csv:' or 'textfile:').
 
+  The options are checked by `bigmodel_jax.checks` (config.data.*) before this is called.
+
   Args:
-    name: the dataset (`--dataset`).
+    name: the dataset (`config.data.name`).
     data_dir: where TFDS datasets are prepared (default: TFDS_DATA_DIR or
       ~/tensorflow_datasets).
     seq_len: tokens per example of text datasets.
     tokenizer: 'char' or 'byte', for text datasets.
     target: the column a CSV dataset predicts.
-    test_fraction: the held-out fraction of digits, regression, csv and shakespeare_genre;
-      language-model text keeps the 90/10 split and TFDS datasets their own test split.
-    seed: chooses the random train/test split where there is one.
+    test_fraction: the held-out test share of digits, regression, csv and shakespeare_genre;
+      language-model text keeps nanoGPT's last 10% and TFDS datasets their own test split.
+    validation_fraction: the validation share: of all examples where the split is random, a
+      slice before the test slice of a text, of the train split of a TFDS dataset that has no
+      validation split.
+    seed: chooses the random splits where there are some.
 
   Raises:
-    UserInputError: for a bad name, option or file, before any data is read.
+    UserInputError: for a bad name or file, before any data is read.
   """
   task = dataset_task(name)
-  _check_options(seq_len, tokenizer, test_fraction, seed)
   kind, _, path = name.partition(':')
+  split_options = {'test_fraction': test_fraction, 'validation_fraction': validation_fraction,
+                   'seed': seed}
   if kind == 'csv':
-    dataset = tabular.load_csv(path, target=target, test_fraction=test_fraction, seed=seed)
+    dataset = tabular.load_csv(path, target=target, **split_options)
   elif kind == 'textfile':
-    dataset = text.textfile_dataset(path, tokenizer=tokenizer, seq_len=seq_len)
+    dataset = text.textfile_dataset(path, tokenizer=tokenizer, seq_len=seq_len,
+                                    validation_fraction=validation_fraction)
   elif name == 'digits':
-    dataset = embedded.load_digits(test_fraction=test_fraction, seed=seed)
+    dataset = embedded.load_digits(**split_options)
   elif name == 'regression':
-    dataset = embedded.load_regression(test_fraction=test_fraction, seed=seed)
+    dataset = embedded.load_regression(**split_options)
   elif name == 'shakespeare':
-    dataset = embedded.load_shakespeare(tokenizer=tokenizer, seq_len=seq_len)
+    dataset = embedded.load_shakespeare(tokenizer=tokenizer, seq_len=seq_len,
+                                        validation_fraction=validation_fraction)
   elif name == 'shakespeare_genre':
     dataset = embedded.load_shakespeare_genre(tokenizer=tokenizer, seq_len=seq_len,
-                                              test_fraction=test_fraction)
+                                              test_fraction=test_fraction,
+                                              validation_fraction=validation_fraction)
   else:
     dataset = tfds_sources.load_tfds(name, data_dir=data_dir, tokenizer=tokenizer,
-                                     seq_len=seq_len)
-  logging.info('dataset %s (%s): %d train and %d test examples, input shape %s', dataset.name,
-               task, len(dataset.train), len(dataset.test), dataset.metadata['input_shape'])
+                                     seq_len=seq_len, validation_fraction=validation_fraction,
+                                     seed=seed)
+  sizes = dataset.spec.split_sizes
+  logging.info('dataset %s (%s): %d train, %d validation and %d test examples, input shape %s',
+               dataset.name, task, sizes['train'], sizes['validation'], sizes['test'],
+               dataset.spec.input_shape)
   return dataset

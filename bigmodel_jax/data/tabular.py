@@ -2,12 +2,13 @@
 
 import contextlib
 import csv
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from absl import logging
 import numpy as np
 
 from bigmodel_jax.data import dataset as dataset_lib
+from bigmodel_jax.data import spec as spec_lib
 from bigmodel_jax.errors import UserInputError
 
 # Cells read as missing values (compared lower-case, after stripping spaces).
@@ -15,20 +16,21 @@ _MISSING = frozenset({'', 'na', 'n/a', 'nan', 'null', 'none'})
 
 
 @contextlib.contextmanager
-def _open_csv(path: str, flag: str = '--dataset=csv:'
+def _open_csv(path: str, subject: str, value: str
               ) -> Iterator[tuple[list[str], Iterator[list[str]]]]:
   """Opens `path` and reads its header; yields (column names, reader of the other rows).
 
-  `flag` is the flag that named the file, for the errors of a missing or unreadable one.
+  `subject` and `value` name the input that gave the path (see `UserInputError`), for the errors
+  of a missing or unreadable file.
   """
-  where = f'{flag}{path}'
   try:
     # utf-8-sig: spreadsheet programs often start a CSV with a byte-order mark.
     f = open(path, newline='', encoding='utf-8-sig')
   except FileNotFoundError:
-    raise UserInputError(f'{where}: file not found') from None
+    raise UserInputError('file not found', subject=subject, value=value) from None
   except OSError as e:
-    raise UserInputError(f'{where}: cannot be read: {e.strerror or e}') from None
+    raise UserInputError(f'cannot be read: {e.strerror or e}', subject=subject,
+                         value=value) from None
   with f:
     reader = csv.reader(f)
     with _as_user_error(path):
@@ -82,16 +84,19 @@ def _parse_cell(cell: str, path: str, line: int, column: str) -> float:
         'numeric (leave a cell empty for a missing value)') from None
 
 
-def read_csv(path: str, flag: str = '--dataset=csv:') -> tuple[list[str], np.ndarray]:
-  """Returns the column names and float64 values (NaN where missing or infinite) of a CSV."""
-  with _open_csv(path, flag) as (columns, reader):
+def read_csv(path: str, subject: str = 'inputs') -> tuple[list[str], np.ndarray]:
+  """Returns the column names and float64 values (NaN where missing or infinite) of a CSV.
+
+  `subject` is the input that named the file (see `UserInputError`).
+  """
+  with _open_csv(path, subject, path) as (columns, reader):
     return columns, _parse_rows(reader, path, columns)
 
 
-def load_csv(path: str, *, target: str | None, test_fraction: float,
+def load_csv(path: str, *, target: str | None, test_fraction: float, validation_fraction: float,
              seed: int) -> dataset_lib.Dataset:
   """A regression dataset from a numeric CSV: `target` is predicted from the other columns."""
-  with _open_csv(path) as (columns, reader):
+  with _open_csv(path, 'dataset', f'csv:{path}') as (columns, reader):
     # Checked on the header alone, before the (possibly long) parse.
     listing = ', '.join(columns)
     if target is None:
@@ -109,12 +114,13 @@ def load_csv(path: str, *, target: str | None, test_fraction: float,
       f'csv:{path}',
       feature_names=[c for i, c in enumerate(columns) if i != target_index],
       features=np.delete(values, target_index, axis=1), targets=values[:, target_index],
-      target=target, test_fraction=test_fraction, seed=seed, where=path)
+      target=target, test_fraction=test_fraction, validation_fraction=validation_fraction,
+      seed=seed, where=path)
 
 
 def table_dataset(name: str, *, feature_names: Sequence[str], features: np.ndarray,
-                  targets: np.ndarray, target: str, test_fraction: float, seed: int,
-                  where: str) -> dataset_lib.Dataset:
+                  targets: np.ndarray, target: str, test_fraction: float,
+                  validation_fraction: float, seed: int, where: str) -> dataset_lib.Dataset:
   """Cleans, splits and z-scores a numeric table; `where` names the table in errors.
 
   Rows without a target are dropped; missing features are filled with the training mean;
@@ -125,25 +131,24 @@ def table_dataset(name: str, *, feature_names: Sequence[str], features: np.ndarr
     logging.warning('%s: dropped %d of %d rows whose target %r is missing or not finite',
                  where, int((~has_target).sum()), len(targets), target)
   features, targets = features[has_target], targets[has_target]
-  if len(targets) < 2:
+  if len(targets) < 3:
     raise UserInputError(
-        f'{where} has {len(targets)} rows with a numeric {target!r}; it needs at least 2 '
-        '(one to train, one to test)')
-  train, test = dataset_lib.seeded_split(len(targets), test_fraction, seed, what=where)
-  normalization = _fit_normalization(feature_names, features[train], where)
+        f'{where} has {len(targets)} rows with a numeric {target!r}; it needs at least 3 '
+        '(one to train, one to validate, one to test)')
+  splits = dataset_lib.seeded_split(len(targets), test_fraction, validation_fraction, seed,
+                                    what=where)
+  normalization = _fit_normalization(feature_names, features[splits[0]], where)
   targets = targets.astype(np.float32)[:, None]
-  return dataset_lib.make_dataset(
-      name, 'regression',
-      train=dataset_lib.ArraySource(normalize_features(features[train], normalization),
-                                    targets[train]),
-      test=dataset_lib.ArraySource(normalize_features(features[test], normalization),
-                                   targets[test]),
-      input_shape=[len(feature_names)], num_outputs=1, feature_names=list(feature_names),
-      target=target, normalization=normalization)
+  spec = spec_lib.DataSpec(
+      name=name, task='regression', input_kind='features', input_shape=(len(feature_names),),
+      num_outputs=1, feature_names=feature_names, target=target, normalization=normalization)
+  return dataset_lib.make_dataset(spec, *(
+      dataset_lib.ArraySource(normalize_features(features[s], normalization), targets[s])
+      for s in splits))
 
 
 def _fit_normalization(feature_names: Sequence[str], train: np.ndarray,
-                       where: str) -> dict[str, Any]:
+                       where: str) -> spec_lib.Normalization:
   empty = np.isnan(train).all(axis=0)
   if empty.any():
     column = feature_names[int(np.argmax(empty))]
@@ -155,20 +160,18 @@ def _fit_normalization(feature_names: Sequence[str], train: np.ndarray,
   std = filled.std(axis=0)
   # An exact test for a constant column: its computed std may be a rounding error, not 0.
   std[filled.max(axis=0) == filled.min(axis=0)] = 1.0
-  return {'fill': fill.tolist(),
-          'mean': filled.mean(axis=0).tolist(), 'std': std.tolist()}
+  return spec_lib.Normalization(fill=tuple(fill.tolist()), mean=tuple(filled.mean(axis=0).tolist()),
+                                std=tuple(std.tolist()))
 
 
-def normalize_features(rows: np.ndarray, normalization: dict[str, Any]) -> np.ndarray:
+def normalize_features(rows: np.ndarray, normalization: spec_lib.Normalization) -> np.ndarray:
   """Cleans and z-scores feature rows (..., F) exactly as the training rows were.
 
   inf and NaN become the training fill value; the result is float32.
   """
   rows = np.asarray(rows, dtype=np.float64)
-  fill, mean, std = (np.asarray(normalization[k]) for k in ('fill', 'mean', 'std'))
-  if rows.ndim == 0 or rows.shape[-1] != len(mean):
+  if rows.ndim == 0 or rows.shape[-1] != len(normalization.mean):
     raise UserInputError(
         f'feature rows have {rows.shape[-1] if rows.ndim else 0} values each; the model was '
-        f'trained on {len(mean)} features')
-  rows = np.where(np.isfinite(rows), rows, fill)
-  return ((rows - mean) / std).astype(np.float32)
+        f'trained on {len(normalization.mean)} features')
+  return normalization.apply(rows)

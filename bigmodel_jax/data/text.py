@@ -1,15 +1,14 @@
 """Text datasets: language-model windows over a token stream, and fixed-length passages."""
 
-from typing import Any
-
 from absl import logging
 import numpy as np
 
 from bigmodel_jax.data import dataset as dataset_lib
+from bigmodel_jax.data import spec as spec_lib
 from bigmodel_jax.data import tokenizers
 from bigmodel_jax.errors import UserInputError
 
-# nanoGPT's convention: the first 90% of the text trains, the last 10% tests.
+# nanoGPT's convention: the last 10% of the text tests.
 LM_TEST_FRACTION = 0.1
 
 
@@ -41,11 +40,6 @@ class WindowSource:
     return {'inputs': window[:-1], 'targets': window[1:]}
 
 
-def text_metadata(tokenizer: tokenizers.Tokenizer, seq_len: int) -> dict[str, Any]:
-  return {'tokenizer': tokenizer.to_dict(), 'vocab_size': tokenizer.vocab_size,
-          'seq_len': seq_len}
-
-
 def encode_heldout(tokenizer: tokenizers.Tokenizer, text: str, where: str) -> np.ndarray:
   """Encodes held-out text, dropping characters the training text never had.
 
@@ -54,68 +48,79 @@ def encode_heldout(tokenizer: tokenizers.Tokenizer, text: str, where: str) -> np
   """
   unknown = tokenizer.unknown_chars(text)
   if unknown:
-    logging.warning('%s: dropped %d character(s) of the test split that the training split '
+    logging.warning('%s: dropped %d character(s) of a held-out split that the training split '
                     'lacks: %r', where, len(unknown), unknown)
   return tokenizer.encode(text, errors='ignore')
 
 
-def split_text(text: str, test_fraction: float = LM_TEST_FRACTION) -> tuple[str, str]:
-  """Returns (the first 1 - test_fraction of `text`, the rest)."""
-  cut = int(len(text) * (1 - test_fraction))
-  return text[:cut], text[cut:]
+def split_text(text: str, test_fraction: float = LM_TEST_FRACTION,
+               validation_fraction: float = 0.0) -> tuple[str, str, str]:
+  """Returns (train, validation, test): the last `test_fraction` of `text` tests, and the
+  `validation_fraction` before it validates."""
+  test_cut = int(len(text) * (1 - test_fraction))
+  validation_cut = int(len(text) * (1 - test_fraction - validation_fraction))
+  return text[:validation_cut], text[validation_cut:test_cut], text[test_cut:]
 
 
-def language_model_dataset(name: str, train_text: str, test_text: str, *, tokenizer: str,
-                           seq_len: int, where: str) -> dataset_lib.Dataset:
-  """Returns an LM dataset: train windows at every offset, non-overlapping test windows.
+def language_model_dataset(name: str, text: str, *, tokenizer: str, seq_len: int,
+                           validation_fraction: float) -> dataset_lib.Dataset:
+  """An LM over `text`: train windows at every offset, non-overlapping held-out windows.
 
-  The tokenizer learns from `train_text` only; `where` names the text in errors.
+  The last 10% of the text tests (nanoGPT's split) and the `validation_fraction` before it
+  validates.
   """
+  train, validation, test = split_text(text, LM_TEST_FRACTION, validation_fraction)
+  return language_model_splits(name, train, validation, test, tokenizer=tokenizer,
+                               seq_len=seq_len)
+
+
+def language_model_splits(name: str, train_text: str, validation_text: str, test_text: str, *,
+                          tokenizer: str, seq_len: int) -> dataset_lib.Dataset:
+  """An LM over texts already split; the tokenizer learns from `train_text` only."""
   if not train_text:  # A char vocabulary needs at least one character.
-    _require_tokens(where, 'train', train_text, 0, seq_len)
+    _require_tokens(name, 'train', train_text, 0, seq_len)
   tok = tokenizers.make_tokenizer(tokenizer, [train_text])
-  train_ids = tok.encode(train_text)
-  test_ids = encode_heldout(tok, test_text, where)
-  _require_tokens(where, 'train', train_text, len(train_ids), seq_len)
-  _require_tokens(where, 'test', test_text, len(test_ids), seq_len)
-  return dataset_lib.make_dataset(
-      name, 'language_modeling',
-      train=WindowSource(train_ids, seq_len, stride=1),
-      test=WindowSource(test_ids, seq_len, stride=seq_len),
-      input_shape=[seq_len], **text_metadata(tok, seq_len))
+  sources = []
+  for split, split_text_ in zip(spec_lib.SPLITS, (train_text, validation_text, test_text)):
+    ids = tok.encode(split_text_) if split == 'train' else encode_heldout(tok, split_text_, name)
+    _require_tokens(name, split, split_text_, len(ids), seq_len)
+    sources.append(WindowSource(ids, seq_len, stride=1 if split == 'train' else seq_len))
+  spec = spec_lib.text_spec(name, 'language_modeling', tokenizer=tok, seq_len=seq_len)
+  return dataset_lib.make_dataset(spec, *sources)
 
 
-def _require_tokens(where: str, split: str, text: str, num_tokens: int, seq_len: int) -> None:
+def _require_tokens(name: str, split: str, text: str, num_tokens: int, seq_len: int) -> None:
   if num_tokens < seq_len + 1:
     raise UserInputError(
-        f'{where}: the {split} split has {num_tokens} tokens ({len(text)} characters), but '
+        f'the {split} split has {num_tokens} tokens ({len(text)} characters), but '
         f'config.data.seq_len={seq_len} needs at least {seq_len + 1} in each split; use a '
-        'longer text or a smaller config.data.seq_len')
+        'longer text or a smaller config.data.seq_len', subject='dataset', value=name)
 
 
 def read_text_file(path: str) -> str:
   """Returns the UTF-8 text of `path`; a missing, unreadable or non-UTF-8 file is user error."""
-  where = f'--dataset=textfile:{path}'
+  dataset = f'textfile:{path}'
   try:
     with open(path, 'rb') as f:
       data = f.read()
   except FileNotFoundError:
-    raise UserInputError(f'{where}: file not found') from None
+    raise UserInputError('file not found', subject='dataset', value=dataset) from None
   except OSError as e:
-    raise UserInputError(f'{where}: cannot be read: {e.strerror or e}') from None
+    raise UserInputError(f'cannot be read: {e.strerror or e}', subject='dataset',
+                         value=dataset) from None
   try:
     return data.decode('utf-8')
   except UnicodeDecodeError as e:
     raise UserInputError(
-        f'{where}: not UTF-8 text (byte {e.start} is {data[e.start:e.start + 1]!r}); '
-        'convert the file to UTF-8') from None
+        f'not UTF-8 text (byte {e.start} is {data[e.start:e.start + 1]!r}); convert the file '
+        'to UTF-8', subject='dataset', value=dataset) from None
 
 
-def textfile_dataset(path: str, *, tokenizer: str, seq_len: int) -> dataset_lib.Dataset:
-  """An LM over a local UTF-8 text file, split 90% train / 10% test."""
-  train_text, test_text = split_text(read_text_file(path))
-  return language_model_dataset(f'textfile:{path}', train_text, test_text, tokenizer=tokenizer,
-                                seq_len=seq_len, where=f'--dataset=textfile:{path}')
+def textfile_dataset(path: str, *, tokenizer: str, seq_len: int,
+                     validation_fraction: float) -> dataset_lib.Dataset:
+  """An LM over a local UTF-8 text file."""
+  return language_model_dataset(f'textfile:{path}', read_text_file(path), tokenizer=tokenizer,
+                                seq_len=seq_len, validation_fraction=validation_fraction)
 
 
 def encode_passage(tokenizer: tokenizers.Tokenizer, text: str, seq_len: int,

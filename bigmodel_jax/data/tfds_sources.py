@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from bigmodel_jax.data import dataset as dataset_lib
+from bigmodel_jax.data import spec as spec_lib
 from bigmodel_jax.data import text as text_lib
 from bigmodel_jax.data import tokenizers
 from bigmodel_jax.errors import UserInputError
@@ -26,13 +27,16 @@ def _as_text(value: Any) -> str:
   return value.decode('utf-8') if isinstance(value, bytes) else value
 
 
-def _data_sources(name: str, data_dir: str | None) -> tuple[Any, Sequence[Any], Sequence[Any]]:
-  """Returns (DatasetInfo, train records, test records) of a prepared TFDS dataset."""
+def _data_sources(name: str, data_dir: str | None) -> tuple[Any, dict[str, Sequence[Any]]]:
+  """Returns (DatasetInfo, {split: records}) of a prepared TFDS dataset.
+
+  The splits are 'train', 'test' and 'validation' where the dataset has one.
+  """
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise UserInputError(
-        f'--dataset={name} needs tensorflow-datasets: `pip install tensorflow-datasets`') from None
+    raise UserInputError('needs tensorflow-datasets: `pip install tensorflow-datasets`',
+                         subject='dataset', value=name) from None
   root = data_dir or tfds.core.constants.get_default_data_dir()
   # With try_gcs=False (the default) and TFDS's GCS access disabled, building the builder
   # reads only local files.
@@ -41,17 +45,17 @@ def _data_sources(name: str, data_dir: str | None) -> tuple[Any, Sequence[Any], 
            'needs TensorFlow)')
   if not builder.is_prepared():
     raise UserInputError(
-        f'--dataset={name} is not prepared in {root} and is never downloaded at run time; '
-        f'prepare it once on a machine with network: {build}, then copy the folder here '
-        'or point config.data.data_dir at it')
+        f'is not prepared in {root} and is never downloaded at run time; prepare it once on a '
+        f'machine with network: {build}, then copy the folder here or point '
+        'config.data.data_dir at it', subject='dataset', value=name)
   try:
     # As tfds.data_source(download=False), reusing the builder checked above.
-    train, test = builder.as_data_source(split=['train', 'test'])
+    splits = [s for s in spec_lib.SPLITS if s in builder.info.splits]
+    return builder.info, dict(zip(splits, builder.as_data_source(split=splits)))
   except NotImplementedError:
     raise UserInputError(
-        f'--dataset={name} in {root} is stored as {builder.info.file_format.value}, which '
-        f'has no random access; rebuild it: {build}') from None
-  return builder.info, train, test
+        f'in {root} is stored as {builder.info.file_format.value}, which has no random access; '
+        f'rebuild it: {build}', subject='dataset', value=name) from None
 
 
 class _ImageSource:
@@ -89,26 +93,36 @@ class _TextClassificationSource:
             'targets': np.asarray(record['label'], np.int32)}
 
 
-def load_tfds(name: str, *, data_dir: str | None, tokenizer: str,
-              seq_len: int) -> dataset_lib.Dataset:
-  """Loads TFDS dataset `name` (a key of `TFDS_DATASETS`) from `data_dir`."""
-  info, train, test = _data_sources(name, data_dir)
+def load_tfds(name: str, *, data_dir: str | None, tokenizer: str, seq_len: int,
+              validation_fraction: float, seed: int) -> dataset_lib.Dataset:
+  """Loads TFDS dataset `name` (a key of `TFDS_DATASETS`) from `data_dir`.
+
+  Its own validation split where it has one, else one carved from train with `seed`.
+  """
+  info, records = _data_sources(name, data_dir)
   if name == 'tiny_shakespeare':
     # Each split is one long string (one record).
-    train_text, test_text = (''.join(_as_text(r['text']) for r in split) for split in (train, test))
-    return text_lib.language_model_dataset(name, train_text, test_text, tokenizer=tokenizer,
-                                           seq_len=seq_len, where=f'--dataset={name}')
+    texts = {split: ''.join(_as_text(r['text']) for r in split_records)
+             for split, split_records in records.items()}
+    if 'validation' not in texts:
+      texts['train'], texts['validation'], _ = text_lib.split_text(texts['train'], 0.0,
+                                                                   validation_fraction)
+    return text_lib.language_model_splits(name, texts['train'], texts['validation'],
+                                          texts['test'], tokenizer=tokenizer, seq_len=seq_len)
   class_names = list(info.features['label'].names)
   if name == 'imdb_reviews':
-    tok = tokenizers.make_tokenizer(tokenizer, (_as_text(r['text']) for r in train))
-    # Test reviews may use characters no training review has; those are dropped.
-    return dataset_lib.make_dataset(
-        name, 'classification',
-        train=_TextClassificationSource(train, tok, seq_len, errors='strict'),
-        test=_TextClassificationSource(test, tok, seq_len, errors='ignore'),
-        input_shape=[seq_len], num_classes=len(class_names), class_names=class_names,
-        **text_lib.text_metadata(tok, seq_len))
-  return dataset_lib.make_dataset(
-      name, 'classification', train=_ImageSource(train), test=_ImageSource(test),
-      input_shape=info.features['image'].shape, num_classes=len(class_names),
-      class_names=class_names)
+    tok = tokenizers.make_tokenizer(tokenizer, (_as_text(r['text']) for r in records['train']))
+    # Held-out reviews may use characters no training review has; those are dropped.
+    sources = {split: _TextClassificationSource(
+                   split_records, tok, seq_len, errors='strict' if split == 'train' else 'ignore')
+               for split, split_records in records.items()}
+    spec = spec_lib.text_spec(name, 'classification', tokenizer=tok, seq_len=seq_len,
+                              class_names=class_names)
+  else:
+    sources = {split: _ImageSource(split_records) for split, split_records in records.items()}
+    spec = spec_lib.image_spec(name, input_shape=info.features['image'].shape,
+                               class_names=class_names)
+  if 'validation' not in sources:
+    sources['train'], sources['validation'] = dataset_lib.carve_validation(
+        sources['train'], validation_fraction, seed, what=name)
+  return dataset_lib.make_dataset(spec, *(sources[split] for split in spec_lib.SPLITS))

@@ -48,6 +48,12 @@ class Tokenizer(abc.ABC):
       raise ValueError(f"errors={errors!r} is not 'strict' or 'ignore'")
     return self._encode(text, ignore_unknown=errors == 'ignore')
 
+  def __eq__(self, other: Any) -> bool:
+    return isinstance(other, Tokenizer) and self.to_dict() == other.to_dict()
+
+  def __hash__(self) -> int:
+    return hash(repr(self.to_dict()))
+
   def decode(self, ids: Iterable[int] | np.ndarray) -> str:
     """Returns the text of `ids`; padding ids decode to nothing."""
     ids = np.asarray(ids, dtype=np.int64).reshape(-1)
@@ -134,18 +140,13 @@ def _code_points(text: str) -> np.ndarray:
   return np.frombuffer(text.encode('utf-32-le', errors='surrogatepass'), dtype=np.uint32)
 
 
-def check_tokenizer_name(name: str) -> None:
-  if name not in TOKENIZERS:
-    raise UserInputError(
-        f'config.data.tokenizer={name!r} is not one of: {", ".join(TOKENIZERS)}')
-
-
 def make_tokenizer(name: str, train_texts: Iterable[str]) -> Tokenizer:
   """Returns the tokenizer `name`; a char tokenizer learns its vocabulary from `train_texts`.
 
   `train_texts` may be a generator: the byte tokenizer never reads it.
   """
-  check_tokenizer_name(name)
+  if name not in TOKENIZERS:
+    raise ValueError(f'tokenizer {name!r} is not one of {TOKENIZERS}')
   if name == 'byte':
     return ByteTokenizer()
   return CharTokenizer.from_texts(train_texts)

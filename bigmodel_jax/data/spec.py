@@ -1,0 +1,181 @@
+"""`DataSpec`: what a dataset tells the rest of the program, typed, and its JSON form.
+
+Every loader returns one; models are sized from it, tasks and predictors read it, and the
+workdir keeps it as `dataset.json` so inference needs no data. Nobody guesses the input kind
+from which fields happen to be set: `input_kind` says it.
+"""
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from bigmodel_jax.data import tokenizers
+
+TASKS = ('classification', 'regression', 'language_modeling')
+INPUT_KINDS = ('image', 'tokens', 'features')
+SPLITS = ('train', 'validation', 'test')
+
+# Version 1 was the untyped metadata dict written before the spec existed (no 'version' key).
+VERSION = 2
+
+
+class SpecError(ValueError):
+  """A serialised spec that cannot be read; the message says what is wrong."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalization:
+  """How tabular features were cleaned and z-scored, from training rows only."""
+  fill: tuple[float, ...]   # replaces NaN/inf: the training column mean
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+
+  def apply(self, rows: np.ndarray) -> np.ndarray:
+    """Cleans and z-scores rows (..., F) exactly as the training rows were; float32 out."""
+    rows = np.asarray(rows, dtype=np.float64)
+    rows = np.where(np.isfinite(rows), rows, np.asarray(self.fill))
+    return ((rows - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+  """The typed contract between a dataset and the model, task, predictor and exporter.
+
+  Attributes:
+    name: the dataset (`config.data.name`).
+    task: one of TASKS.
+    input_kind: one of INPUT_KINDS: 'image' (H, W, C) float32 in [0, 1], 'tokens' (T,) int32
+      ids of `tokenizer`, 'features' (F,) float32 z-scored with `normalization`.
+    input_shape: one example's input shape.
+    num_outputs: classes (classification), vocabulary size (language modelling) or target
+      values per example (regression).
+    class_names: one per class (classification only).
+    tokenizer: text inputs only.
+    seq_len: tokens per example (text inputs only).
+    feature_names, target, normalization: tabular inputs only.
+    split_sizes: examples per split ('train', 'validation', 'test').
+  """
+  name: str
+  task: str
+  input_kind: str
+  input_shape: tuple[int, ...]
+  num_outputs: int
+  class_names: tuple[str, ...] = ()
+  tokenizer: tokenizers.Tokenizer | None = None
+  seq_len: int | None = None
+  feature_names: tuple[str, ...] = ()
+  target: str | None = None
+  normalization: Normalization | None = None
+  split_sizes: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    if self.task not in TASKS:
+      raise ValueError(f'task={self.task!r} is not one of {TASKS}')
+    if self.input_kind not in INPUT_KINDS:
+      raise ValueError(f'input_kind={self.input_kind!r} is not one of {INPUT_KINDS}')
+    if (self.input_kind == 'tokens') != (self.tokenizer is not None):
+      raise ValueError('a tokenizer goes with token inputs, and only with them')
+    if (self.input_kind == 'features') != (self.normalization is not None):
+      raise ValueError('a normalization goes with feature inputs, and only with them')
+    object.__setattr__(self, 'input_shape', tuple(int(d) for d in self.input_shape))
+    object.__setattr__(self, 'class_names', tuple(self.class_names))
+    object.__setattr__(self, 'feature_names', tuple(self.feature_names))
+
+  @property
+  def input_dtype(self) -> np.dtype:
+    return np.dtype(np.int32 if self.input_kind == 'tokens' else np.float32)
+
+  @property
+  def is_text(self) -> bool:
+    return self.input_kind == 'tokens'
+
+  def example_inputs(self, batch_size: int = 1) -> np.ndarray:
+    """Zero inputs of the spec's shape and dtype, for `init` and shape inference."""
+    return np.zeros((batch_size, *self.input_shape), self.input_dtype)
+
+  def with_split_sizes(self, **sizes: int) -> 'DataSpec':
+    return dataclasses.replace(self, split_sizes={k: int(sizes[k]) for k in SPLITS if k in sizes})
+
+  def to_json(self) -> dict[str, Any]:
+    """The versioned JSON form (`dataset.json`); `from_json` inverts it."""
+    return {
+        'version': VERSION, 'name': self.name, 'task': self.task,
+        'input_kind': self.input_kind, 'input_shape': list(self.input_shape),
+        'input_dtype': self.input_dtype.name, 'num_outputs': self.num_outputs,
+        'class_names': list(self.class_names),
+        'tokenizer': self.tokenizer.to_dict() if self.tokenizer else None,
+        'seq_len': self.seq_len, 'feature_names': list(self.feature_names),
+        'target': self.target,
+        'normalization': (dataclasses.asdict(self.normalization)
+                          if self.normalization else None),
+        'split_sizes': dict(self.split_sizes),
+    }
+
+  @classmethod
+  def from_json(cls, value: Any) -> 'DataSpec':
+    """Reads `to_json`'s form, or the version-1 metadata dict; SpecError if neither."""
+    if not isinstance(value, dict):
+      raise SpecError(f'expected a JSON object, got {type(value).__name__}')
+    version = value.get('version', 1)
+    try:
+      if version == 1:
+        return _from_version_1(value)
+      if version != VERSION:
+        raise SpecError(f'version {version!r} is not one this program reads (1 or {VERSION})')
+      norm = value['normalization']
+      return cls(
+          name=value['name'], task=value['task'], input_kind=value['input_kind'],
+          input_shape=value['input_shape'], num_outputs=int(value['num_outputs']),
+          class_names=value['class_names'],
+          tokenizer=(tokenizers.tokenizer_from_dict(value['tokenizer'])
+                     if value['tokenizer'] else None),
+          seq_len=value['seq_len'], feature_names=value['feature_names'],
+          target=value['target'],
+          normalization=Normalization(**{k: tuple(v) for k, v in norm.items()}) if norm else None,
+          split_sizes=value['split_sizes'])
+    except SpecError:
+      raise
+    except (KeyError, TypeError, ValueError) as e:
+      raise SpecError(f'not a valid dataset spec ({type(e).__name__}: {e})') from None
+
+
+def _from_version_1(metadata: dict[str, Any]) -> DataSpec:
+  """The untyped metadata of runs trained before DataSpec existed."""
+  task = metadata['task']
+  if 'tokenizer' in metadata:
+    kind = 'tokens'
+  elif 'normalization' in metadata:
+    kind = 'features'
+  else:
+    kind = 'image'
+  norm = metadata.get('normalization')
+  tokenizer = (tokenizers.tokenizer_from_dict(metadata['tokenizer'])
+               if kind == 'tokens' else None)
+  if task == 'classification':
+    num_outputs = metadata['num_classes']
+  elif task == 'language_modeling':
+    num_outputs = tokenizer.vocab_size
+  else:
+    num_outputs = metadata['num_outputs']
+  return DataSpec(
+      name=metadata['dataset'], task=task, input_kind=kind, input_shape=metadata['input_shape'],
+      num_outputs=int(num_outputs), class_names=metadata.get('class_names', ()),
+      tokenizer=tokenizer, seq_len=metadata.get('seq_len'),
+      feature_names=metadata.get('feature_names', ()), target=metadata.get('target'),
+      normalization=Normalization(**{k: tuple(v) for k, v in norm.items()}) if norm else None)
+
+
+def image_spec(name: str, *, input_shape: Sequence[int], class_names: Sequence[str],
+               **sizes: int) -> DataSpec:
+  return DataSpec(name=name, task='classification', input_kind='image', input_shape=input_shape,
+                  num_outputs=len(class_names), class_names=class_names, split_sizes=sizes)
+
+
+def text_spec(name: str, task: str, *, tokenizer: tokenizers.Tokenizer, seq_len: int,
+              class_names: Sequence[str] = (), **sizes: int) -> DataSpec:
+  """A language-model spec (outputs = vocabulary) or a text classifier's (outputs = classes)."""
+  num_outputs = len(class_names) if task == 'classification' else tokenizer.vocab_size
+  return DataSpec(name=name, task=task, input_kind='tokens', input_shape=(seq_len,),
+                  num_outputs=num_outputs, class_names=class_names, tokenizer=tokenizer,
+                  seq_len=seq_len, split_sizes=sizes)
