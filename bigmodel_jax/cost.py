@@ -9,6 +9,7 @@ FLOP conventions (stated in every report):
   counts a loop's body once, so a step that scans over K micro-batches would read K times low.
 """
 
+import dataclasses
 import resource
 import sys
 from typing import Any, Callable
@@ -82,3 +83,28 @@ def peak_memory_bytes() -> dict[str, int]:
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   report['peak_host_memory_bytes'] = int(rss if sys.platform == 'darwin' else rss * 1024)
   return report
+
+
+@dataclasses.dataclass(frozen=True)
+class ThroughputMeter:
+  """Turns (steps, seconds) into examples/s, tokens/s, FLOP/s and MFU: the trainer's logs,
+  its cost report and the training benchmark all measure with this one meter."""
+  batch_size: int
+  tokens_per_example: int | None  # the sequence length of token inputs, else None
+  flops_per_step: float | None
+  device_kind: str
+  num_devices: int
+  dtype: str
+
+  def rates(self, steps: int, seconds: float) -> dict[str, Any]:
+    seconds_per_step = seconds / steps
+    rates: dict[str, Any] = {'seconds_per_step': seconds_per_step,
+                             'examples_per_second': self.batch_size / seconds_per_step}
+    if self.tokens_per_example:
+      rates['tokens_per_second'] = rates['examples_per_second'] * self.tokens_per_example
+    if self.flops_per_step:
+      rates['flops_per_second'] = self.flops_per_step / seconds_per_step
+      utilisation = mfu(rates['flops_per_second'], device_kind=self.device_kind,
+                        num_devices=self.num_devices, dtype=self.dtype)
+      rates['mfu'] = utilisation if utilisation is not None else 'unknown peak'
+    return rates

@@ -3,7 +3,7 @@
 The library raises `UserInputError` for bad input, before any work starts and before anything
 is written to the workdir, naming what is wrong in its own terms (a config field, a dataset, a
 workdir, a file); it never names a command-line flag. `experiments/cli.py` words it for the
-command that was run (`error: --dataset=...: ...`) and exits with status 2. Everything else that
+command that was run, naming the flag that gave the value, and exits with status 2. Everything else that
 goes wrong is a bug and keeps its traceback.
 """
 

@@ -26,6 +26,17 @@ def fail(message: str) -> None:
   sys.exit(2)
 
 
+def describe(error: UserInputError) -> str:
+  """The library's error in the terms of the command line: its subject becomes the flag.
+
+  Every command names a run directory --workdir, a dataset --dataset, an input file --inputs,
+  and so on (errors.SUBJECTS), so the library never needs to know the flags.
+  """
+  if error.subject is None:
+    return error.problem
+  return f'--{error.subject}={error.value}: {error.problem}'
+
+
 def _flag_value(argv: Sequence[str], name: str) -> str | None:
   """The value of --name=V or --name V in argv, read before absl parses it."""
   for i, arg in enumerate(argv):
@@ -43,8 +54,7 @@ def define_config_flag(argv: Sequence[str], default_model: str) -> None:
   lets `--model=cnn --config.num_steps=10` work without naming the config file.
   """
   model = _flag_value(argv, 'model') or default_model
-  if model not in models.MODELS:
-    fail(f"--model={model!r} is unknown; choose one of: {', '.join(sorted(models.MODELS))}")
+  fail_unless_model(model)
   path = os.path.join(CONFIG_DIR, f'{model}.py')
   try:
     config_flags.DEFINE_config_file('config', path, 'Config file (default: configs/<--model>.py); '
@@ -56,7 +66,17 @@ def define_config_flag(argv: Sequence[str], default_model: str) -> None:
          f'{os.path.relpath(_flag_value(argv, "config") or path)})')
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
+def fail_unless_model(name: str) -> None:
+  """Exits with status 2 unless `name` is a model of the registry (which does the check)."""
+  try:
+    models.supported_tasks(name)
+  except UserInputError:
+    fail(f"--model={name!r} is unknown; choose one of: {', '.join(sorted(models.MODELS))}")
+
+
+def _parse_flags(argv: list[str], default_model: str | None) -> list[str]:
+  if default_model is not None:
+    define_config_flag(argv, default_model)
   try:
     rest = flags.FLAGS(argv)
     if 'config' in flags.FLAGS:
@@ -77,11 +97,13 @@ class _OnlyOwnInfo(logging_lib.Filter):
             or os.path.abspath(record.pathname).startswith(_OWN_CODE))
 
 
-def run(main: Callable[[Sequence[str]], None]) -> None:
+def run(main: Callable[[Sequence[str]], None], *, config_for_model: str | None = None) -> None:
   """absl's app.run, but errors the user can act on end with one line and their exit status.
 
   Bad flags and UserInputError: 2. NonFiniteError: 1. Preempted (SIGTERM/SIGINT, checkpoint
-  saved): 128 + the signal number.
+  saved): 128 + the signal number. With `config_for_model`, the command also takes --config,
+  defaulting to the config of --model (whose default this names); it is defined when the
+  command runs, not when its module is imported.
   """
 
   def guarded_main(argv: Sequence[str]) -> None:
@@ -92,7 +114,7 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
     try:
       main(argv)
     except UserInputError as e:
-      fail(str(e))
+      fail(describe(e))
     except NonFiniteError as e:
       print(f'error: {e}', file=sys.stderr)
       sys.exit(1)
@@ -100,4 +122,5 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
       print(str(e), file=sys.stderr)
       sys.exit(128 + e.signum)
 
-  app.run(guarded_main, flags_parser=_parse_flags)
+  app.run(guarded_main,
+          flags_parser=lambda argv: _parse_flags(argv, config_for_model))

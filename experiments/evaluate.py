@@ -1,33 +1,28 @@
-"""Evaluate a trained run on its whole test split: `python -m experiments.evaluate --workdir=...`."""
+"""Evaluate a trained run on one of its splits: `python -m experiments.evaluate --workdir=...`.
+
+The default, the test split, is read by this command alone: training, model selection and the
+plots use the validation split.
+"""
 
 import json
 
-import jax
 from absl import flags
 
 from bigmodel_jax import data
-from bigmodel_jax.train import run_files
-from bigmodel_jax.train import step as step_lib
-from bigmodel_jax.train import tasks
-from bigmodel_jax.train.evaluate import evaluate
-from bigmodel_jax.train.loop import load_dataset
+from bigmodel_jax.infer.evaluate import evaluate_trained
+from bigmodel_jax.run import trained as trained_lib
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/transformer', 'Run directory of a trained model.')
+_SPLIT = flags.DEFINE_enum('split', 'test', data.SPLITS, 'The split to evaluate on.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 256, 'Evaluation batch size.', lower_bound=1)
 
 
 def main(argv):
   del argv
-  trained = run_files.load_trained(_WORKDIR.value)
-  config = trained.run.config
-  dataset = load_dataset(config)
-  task = tasks.create_task(trained.run.metadata, config.loss)
-  eval_step = jax.jit(step_lib.make_eval_step(trained.model, task))
-  batches = data.eval_batches(dataset.test, batch_size=_BATCH_SIZE.value)
-  metrics = evaluate(eval_step, trained.params, batches, task)
-  print(json.dumps({'workdir': _WORKDIR.value, 'step': trained.step, 'dataset': config.data.name,
-                    'split': 'test', 'examples': len(dataset.test), 'metrics': metrics}, indent=2))
+  trained = trained_lib.load_trained(_WORKDIR.value)
+  result = evaluate_trained(trained, _SPLIT.value, batch_size=_BATCH_SIZE.value)
+  print(json.dumps({'workdir': _WORKDIR.value, **result}, indent=2))
 
 
 if __name__ == '__main__':

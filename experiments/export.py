@@ -4,8 +4,8 @@ DIR gets model.bin (serialized StableHLO with the weights, any batch size) and m
 Run it without this project's model code:
 
     from bigmodel_jax.infer.serving import load_exported
-    predict, metadata = load_exported('DIR')
-    logits = predict(batch)   # batch: metadata['input']['shape'] with any batch size
+    predict, artifact = load_exported('DIR')
+    logits = predict(batch)   # batch: artifact['input']['shape'] with any batch size
 """
 
 import json
@@ -13,7 +13,7 @@ import json
 from absl import flags
 
 from bigmodel_jax.infer import export
-from bigmodel_jax.train import run_files
+from bigmodel_jax.run import trained as trained_lib
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/transformer', 'Run directory of a trained model.')
@@ -25,11 +25,11 @@ _PLATFORMS = flags.DEFINE_list('platforms', ['cpu'],
 def main(argv):
   del argv
   export.check_platforms(_PLATFORMS.value)  # before the checkpoint is read
-  trained = run_files.load_trained(_WORKDIR.value)
+  trained = trained_lib.load_trained(_WORKDIR.value)
   artifact = export.export_model(
-      trained.model, trained.params, trained.run.metadata, _OUTPUT.value,
+      trained.model, trained.params, trained.spec, _OUTPUT.value,
       platforms=_PLATFORMS.value,
-      description={'model': trained.run.config.model.name, 'step': trained.step,
+      description={'model': trained.config.model.name, 'step': trained.step,
                    'workdir': _WORKDIR.value})
   summary = {k: artifact[k] for k in ('model', 'step', 'platforms', 'input', 'output')}
   print(json.dumps({'exported': _OUTPUT.value, **summary}, indent=2))

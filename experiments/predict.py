@@ -14,9 +14,10 @@ import functools
 import jax
 from absl import flags
 
+from bigmodel_jax.data import DataSpec
 from bigmodel_jax.infer import predict
 from bigmodel_jax.infer import serving
-from bigmodel_jax.train import run_files
+from bigmodel_jax.run import trained as trained_lib
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory of a trained model.')
@@ -30,25 +31,25 @@ _BATCH_SIZE = flags.DEFINE_integer('batch_size', 64, 'Inputs per model call.', l
 
 
 def _model(workdir: str | None, exported: str | None):
-  """The dataset metadata and a batch -> outputs function, from a workdir or an artifact."""
+  """The DataSpec and a batch -> outputs function, from a workdir or an artifact."""
   if (workdir is None) == (exported is None):
     cli.fail('give exactly one of --workdir and --exported')
   if exported is not None:
-    apply, metadata = serving.load_exported(exported)
-    return metadata['dataset'], apply
-  trained = run_files.load_trained(workdir)
+    apply, artifact = serving.load_exported(exported)
+    return DataSpec.from_json(artifact['dataset']), apply
+  trained = trained_lib.load_trained(workdir)
   apply = jax.jit(functools.partial(trained.model.apply, {'params': trained.params}))
-  return trained.run.metadata, apply
+  return trained.spec, apply
 
 
 def main(argv):
   del argv
   if _OUTPUT.value:
     predict.check_output_path(_OUTPUT.value)
-  metadata, apply = _model(_WORKDIR.value, _EXPORTED.value)
-  names, inputs = predict.prepare_inputs(metadata, _INPUTS.value, _TEXT.value)
+  spec, apply = _model(_WORKDIR.value, _EXPORTED.value)
+  names, inputs = predict.prepare_inputs(spec, _INPUTS.value, _TEXT.value)
   outputs = predict.run_in_batches(apply, inputs, _BATCH_SIZE.value)
-  rows = predict.prediction_rows(metadata, names, outputs)
+  rows = predict.prediction_rows(spec, names, outputs)
   print(predict.format_table(rows))
   if _OUTPUT.value:
     predict.write_rows(rows, _OUTPUT.value)

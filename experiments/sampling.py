@@ -4,22 +4,22 @@ import jax
 import numpy as np
 from ml_collections import ConfigDict
 
-from bigmodel_jax import data
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.infer.generate import generate
-from bigmodel_jax.train import run_files
+from bigmodel_jax.run import trained as trained_lib
 
 
 def sample_from_workdir(workdir: str, sample: ConfigDict, *, num_samples: int = 1,
                         seed: int = 0) -> str:
   """`num_samples` continuations of `sample.prompt`, joined by separator lines."""
-  trained = run_files.load_trained(workdir)
-  if trained.run.metadata['task'] != 'language_modeling':
-    raise UserInputError(f"--workdir={workdir} holds a {trained.run.metadata['task']} model; "
-                         'generation needs a language model (--model=transformer)')
+  trained = trained_lib.load_trained(workdir)
+  if trained.spec.task != 'language_modeling':
+    raise UserInputError(f'holds a {trained.spec.task} model; generation needs a language model '
+                         '(model transformer)', subject='workdir', value=workdir)
   if not sample.prompt:
-    raise UserInputError('--prompt must not be empty (use a newline to start from scratch)')
-  tokenizer = data.tokenizer_from_dict(trained.run.metadata['tokenizer'])
+    raise UserInputError('must not be empty (use a newline to start from scratch)',
+                         subject='prompt', value="''")
+  tokenizer = trained.spec.tokenizer
   prompt = np.tile(tokenizer.encode(sample.prompt)[None, :], (num_samples, 1))
   tokens = generate(trained.model, trained.params, prompt, max_new_tokens=sample.num_tokens,
                     rng=jax.random.PRNGKey(seed), temperature=sample.temperature,

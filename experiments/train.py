@@ -6,13 +6,15 @@ every host; see README "Scaling out".
 """
 
 import json
-import sys
 
 from absl import flags
 from absl import logging
 import jax
 import tqdm
 
+from bigmodel_jax.infer.evaluate import evaluate_trained
+from bigmodel_jax.run import trained as trained_lib
+from bigmodel_jax.train import hooks
 from bigmodel_jax.train.loop import train_and_evaluate
 from experiments import cli
 from experiments import plotting
@@ -30,7 +32,6 @@ _COORDINATOR = flags.DEFINE_string(
     'themselves (implies --distributed; needs --num_processes and --process_id).')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the run.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0 .. num_processes - 1.')
-cli.define_config_flag(sys.argv, _MODEL.default)
 
 
 class _ProgressBar:
@@ -81,7 +82,8 @@ def main(argv):
   primary = jax.process_index() == 0
   progress = _ProgressBar(config.num_steps) if primary else None
   try:
-    summary = train_and_evaluate(config, workdir, on_step=progress)
+    summary = train_and_evaluate(
+        config, workdir, hooks=(hooks.Callback(1, fn=progress),) if progress else ())
   finally:
     if progress is not None:
       progress.close()
@@ -90,7 +92,9 @@ def main(argv):
   if summary.get('already_finished'):
     print(f"Run in {workdir} already finished at step {summary['cost']['step']} "
           f'(config.num_steps={config.num_steps}); raise it to train further.')
-  print(json.dumps(summary, indent=2))
+  # The one look at the test split, once training is over (as experiments.evaluate does).
+  test = evaluate_trained(trained_lib.load_trained(workdir), 'test', batch_size=config.batch_size)
+  print(json.dumps({**summary, 'test': test}, indent=2))
   try:
     plotting.write_plots(workdir)
   except Exception:  # pylint: disable=broad-except  # a picture must not fail a finished run
@@ -101,4 +105,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.run(main, config_for_model=_MODEL.default)

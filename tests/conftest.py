@@ -7,3 +7,20 @@ as a researcher runs them) keep seeing the machine's real single CPU device.
 import jax
 
 jax.config.update('jax_num_cpu_devices', 8)
+
+
+# Shared by the tests that run the project's commands as a researcher does, in a subprocess
+# (which sees the machine's one real CPU device, not the eight above).
+import os  # pylint: disable=g-import-not-at-top,wrong-import-position
+import subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
+import sys  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_module(module: str, *args: str, timeout: float = 300,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+  """`python -m module args` from the repository root, on CPU; output captured as text."""
+  return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO,
+                        env={**os.environ, 'JAX_PLATFORMS': 'cpu', **(env or {})},
+                        capture_output=True, text=True, timeout=timeout)

@@ -1,7 +1,7 @@
 """The `Dataset` every loader returns, the in-memory sources, and the seeded three-way split."""
 
 import dataclasses
-from typing import Any, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -26,7 +26,7 @@ class Dataset:
   """A dataset's typed spec and its three splits.
 
   Training reads `train`; evaluation during training, model selection and the plots read
-  `validation`; only `experiments.evaluate --split=test` reads `test`.
+  `validation`; only the evaluate command reads `test`, once a run is done.
   """
   spec: DataSpec
   train: Source

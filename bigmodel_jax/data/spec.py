@@ -67,7 +67,7 @@ class DataSpec:
   feature_names: tuple[str, ...] = ()
   target: str | None = None
   normalization: Normalization | None = None
-  split_sizes: Mapping[str, int] = dataclasses.field(default_factory=dict)
+  split_sizes: Mapping[str, int] = dataclasses.field(default_factory=dict, hash=False)
 
   def __post_init__(self):
     if self.task not in TASKS:
@@ -107,7 +107,7 @@ class DataSpec:
         'tokenizer': self.tokenizer.to_dict() if self.tokenizer else None,
         'seq_len': self.seq_len, 'feature_names': list(self.feature_names),
         'target': self.target,
-        'normalization': (dataclasses.asdict(self.normalization)
+        'normalization': ({k: list(v) for k, v in dataclasses.asdict(self.normalization).items()}
                           if self.normalization else None),
         'split_sizes': dict(self.split_sizes),
     }
@@ -140,29 +140,29 @@ class DataSpec:
       raise SpecError(f'not a valid dataset spec ({type(e).__name__}: {e})') from None
 
 
-def _from_version_1(metadata: dict[str, Any]) -> DataSpec:
-  """The untyped metadata of runs trained before DataSpec existed."""
-  task = metadata['task']
-  if 'tokenizer' in metadata:
+def _from_version_1(old: dict[str, Any]) -> DataSpec:
+  """The untyped old of runs trained before DataSpec existed."""
+  task = old['task']
+  if 'tokenizer' in old:
     kind = 'tokens'
-  elif 'normalization' in metadata:
+  elif 'normalization' in old:
     kind = 'features'
   else:
     kind = 'image'
-  norm = metadata.get('normalization')
-  tokenizer = (tokenizers.tokenizer_from_dict(metadata['tokenizer'])
+  norm = old.get('normalization')
+  tokenizer = (tokenizers.tokenizer_from_dict(old['tokenizer'])
                if kind == 'tokens' else None)
   if task == 'classification':
-    num_outputs = metadata['num_classes']
+    num_outputs = old['num_classes']
   elif task == 'language_modeling':
     num_outputs = tokenizer.vocab_size
   else:
-    num_outputs = metadata['num_outputs']
+    num_outputs = old['num_outputs']
   return DataSpec(
-      name=metadata['dataset'], task=task, input_kind=kind, input_shape=metadata['input_shape'],
-      num_outputs=int(num_outputs), class_names=metadata.get('class_names', ()),
-      tokenizer=tokenizer, seq_len=metadata.get('seq_len'),
-      feature_names=metadata.get('feature_names', ()), target=metadata.get('target'),
+      name=old['dataset'], task=task, input_kind=kind, input_shape=old['input_shape'],
+      num_outputs=int(num_outputs), class_names=old.get('class_names', ()),
+      tokenizer=tokenizer, seq_len=old.get('seq_len'),
+      feature_names=old.get('feature_names', ()), target=old.get('target'),
       normalization=Normalization(**{k: tuple(v) for k, v in norm.items()}) if norm else None)
 
 

@@ -51,6 +51,10 @@ def _data_sources(name: str, data_dir: str | None) -> tuple[Any, dict[str, Seque
   try:
     # As tfds.data_source(download=False), reusing the builder checked above.
     splits = [s for s in spec_lib.SPLITS if s in builder.info.splits]
+    missing = [s for s in ('train', 'test') if s not in splits]
+    if missing:
+      raise UserInputError(f'in {root} has no {", ".join(missing)} split; rebuild it: {build}',
+                           subject='dataset', value=name)
     return builder.info, dict(zip(splits, builder.as_data_source(split=splits)))
   except NotImplementedError:
     raise UserInputError(

@@ -1,14 +1,14 @@
 """Predictions on new inputs, prepared exactly as the training data was.
 
-What a model takes is read from the run's dataset metadata (dataset.json):
-  images  (input_shape H, W, C): PNG/JPEG files, converted to C channels, resized to H x W and
+What a model takes is read from the run's DataSpec (dataset.json), by its `input_kind`:
+  image    (input_shape H, W, C): PNG/JPEG files, converted to C channels, resized to H x W and
           scaled to [0, 1] as every image source does (pixel / 255); or .npy arrays of one image
           (H, W, C) or a stack (N, H, W, C), float in [0, 1] or uint8 pixels;
-  tables  (feature_names): a CSV with a header naming the training features; missing cells are
+  features (feature_names): a CSV with a header naming the training features; missing cells are
           filled and every feature z-scored with the saved training statistics;
-  texts   (tokenizer, classification): one example per line, encoded with the saved tokenizer
+  tokens   (tokenizer, classification): one example per line, encoded with the saved tokenizer
           and cut or padded to seq_len as the training passages were.
-The preparation needs only the metadata, so it serves an exported artifact as well as a workdir.
+The preparation needs only the spec, so it serves an exported artifact as well as a workdir.
 """
 
 import csv
@@ -24,34 +24,26 @@ from PIL import Image
 from PIL import UnidentifiedImageError
 
 from bigmodel_jax import data
+from bigmodel_jax.data import DataSpec
 from bigmodel_jax.data import text as text_lib
 from bigmodel_jax.errors import UserInputError
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
-_INPUTS = '--inputs'
 
 
-def input_kind(metadata: dict[str, Any]) -> str:
-  """'image', 'table' or 'text': what the model of `metadata` takes."""
-  if 'tokenizer' in metadata:
-    return 'text'
-  if 'feature_names' in metadata:
-    return 'table'
-  if len(metadata['input_shape']) == 3:
-    return 'image'
-  raise UserInputError(f"no input reader for inputs of shape {metadata['input_shape']}")
+def _bad_input(path: str, problem: str) -> UserInputError:
+  return UserInputError(problem, subject='inputs', value=path)
 
 
-def describe_inputs(metadata: dict[str, Any]) -> str:
-  """One line saying what the model of `metadata` needs, for errors and help."""
-  kind = input_kind(metadata)
-  if kind == 'image':
-    height, width, channels = metadata['input_shape']
+def describe_inputs(spec: DataSpec) -> str:
+  """One line saying what the model of `spec` needs, for errors and help."""
+  if spec.input_kind == 'image':
+    height, width, channels = spec.input_shape
     return (f'{", ".join(IMAGE_SUFFIXES)} images (made {channels}-channel {height}x{width}) or .npy '
             f'arrays of shape ({height}, {width}, {channels}) or (N, {height}, {width}, {channels})')
-  if kind == 'table':
-    return f"CSV files with the columns {', '.join(metadata['feature_names'])}"
-  return 'text: .txt files (one example per line) or --text strings'
+  if spec.input_kind == 'features':
+    return f"CSV files with the columns {', '.join(spec.feature_names)}"
+  return 'text: .txt files (one example per line) or texts given directly'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,8 +53,8 @@ def describe_inputs(metadata: dict[str, Any]) -> str:
 def _read_image(path: str, input_shape: Sequence[int]) -> np.ndarray:
   height, width, channels = input_shape
   if channels not in (1, 3):
-    raise UserInputError(f'{_INPUTS}={path}: the model takes {channels}-channel images; only 1 '
-                         '(grey) or 3 (RGB) can be read from image files, give .npy arrays')
+    raise _bad_input(path, f'the model takes {channels}-channel images; only 1 (grey) or 3 (RGB) '
+                     'can be read from image files, give .npy arrays')
   try:
     with Image.open(path) as image:
       image = image.convert('L' if channels == 1 else 'RGB')
@@ -70,7 +62,7 @@ def _read_image(path: str, input_shape: Sequence[int]) -> np.ndarray:
         image = image.resize((width, height), Image.Resampling.BILINEAR)
       pixels = np.asarray(image, dtype=np.float32)
   except (UnidentifiedImageError, OSError) as e:
-    raise UserInputError(f'{_INPUTS}={path}: cannot be read as an image: {e}') from None
+    raise _bad_input(path, f'cannot be read as an image: {e}') from None
   return (pixels / 255.0).reshape(height, width, channels)
 
 
@@ -78,18 +70,18 @@ def _read_array(path: str, input_shape: Sequence[int]) -> np.ndarray:
   try:
     array = np.load(path, allow_pickle=False)
   except (ValueError, OSError) as e:
-    raise UserInputError(f'{_INPUTS}={path}: not a numeric .npy array: {e}') from None
+    raise _bad_input(path, f'not a numeric .npy array: {e}') from None
   shape = tuple(input_shape)
   if array.shape == shape:
     array = array[None]
   if array.ndim != len(shape) + 1 or array.shape[1:] != shape:
-    raise UserInputError(f'{_INPUTS}={path}: array of shape {array.shape}; the model takes '
-                         f'{shape} or (N, {", ".join(map(str, shape))})')
+    raise _bad_input(path, f'array of shape {array.shape}; the model takes {shape} or '
+                     f'(N, {", ".join(map(str, shape))})')
   if array.dtype == np.uint8:
     return array.astype(np.float32) / 255.0
   if not np.issubdtype(array.dtype, np.floating):
-    raise UserInputError(f'{_INPUTS}={path}: array of dtype {array.dtype}; give float values in '
-                         '[0, 1] (as the model was trained on) or uint8 pixels')
+    raise _bad_input(path, f'array of dtype {array.dtype}; give float values in [0, 1] (as the '
+                     'model was trained on) or uint8 pixels')
   return array.astype(np.float32)
 
 
@@ -106,8 +98,8 @@ def read_images(paths: Sequence[str], input_shape: Sequence[int]) -> tuple[list[
       array = _read_image(path, input_shape)[None]
       names.append(path)
     else:
-      raise UserInputError(f'{_INPUTS}={path}: the model takes images; give '
-                           f'{", ".join(IMAGE_SUFFIXES)} or .npy files')
+      raise _bad_input(path, f'the model takes images; give {", ".join(IMAGE_SUFFIXES)} or .npy '
+                       'files')
     arrays.append(array)
   return names, np.concatenate(arrays)
 
@@ -116,26 +108,26 @@ def read_images(paths: Sequence[str], input_shape: Sequence[int]) -> tuple[list[
 # Tables
 
 
-def read_table(path: str, metadata: dict[str, Any]) -> tuple[list[str], np.ndarray]:
+def read_table(path: str, spec: DataSpec) -> tuple[list[str], np.ndarray]:
   """The row names and normalised (N, F) features of a CSV, by the training feature names.
 
   Columns the model does not use (the target, an id) are ignored; a missing feature is an error.
   """
-  columns, values = data.read_csv(path, flag=f'{_INPUTS}=')
-  features = metadata['feature_names']
+  columns, values = data.read_csv(path, subject='inputs')
+  features = spec.feature_names
   missing = [name for name in features if name not in columns]
   if missing:
-    raise UserInputError(f'{_INPUTS}={path} lacks the feature column(s) {", ".join(missing)}; '
-                         f'the model needs the columns {", ".join(features)}')
-  unused = [c for c in columns if c not in features and c != metadata.get('target')]
+    raise _bad_input(path, f'lacks the feature column(s) {", ".join(missing)}; the model needs '
+                     f'the columns {", ".join(features)}')
+  unused = [c for c in columns if c not in features and c != spec.target]
   if unused:
     logging.warning('%s: ignored column(s) the model was not trained on: %s', path,
                     ', '.join(unused))
   if not len(values):
-    raise UserInputError(f'{_INPUTS}={path} has a header but no rows')
+    raise _bad_input(path, 'has a header but no rows')
   rows = values[:, [columns.index(name) for name in features]]
   names = [f'{path}:{line}' for line in range(2, len(rows) + 2)]
-  return names, data.normalize_features(rows, metadata['normalization'])
+  return names, data.normalize_features(rows, spec.normalization)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,21 +143,20 @@ def read_text_lines(paths: Sequence[str]) -> list[str]:
       with open(path, encoding='utf-8') as f:
         lines += [line.rstrip('\n') for line in f if line.strip()]
     except UnicodeDecodeError:
-      raise UserInputError(f'{_INPUTS}={path}: the model takes text; this file is not UTF-8 '
-                           'text') from None
+      raise _bad_input(path, 'the model takes text; this file is not UTF-8 text') from None
   return lines
 
 
-def encode_texts(texts: Sequence[str], metadata: dict[str, Any]) -> np.ndarray:
+def encode_texts(texts: Sequence[str], spec: DataSpec) -> np.ndarray:
   """(N, seq_len) int32 ids: the saved tokenizer, cut or padded as the training passages were.
 
   Characters the training vocabulary lacks are dropped (as for the test split), with a warning.
   """
-  tokenizer = data.tokenizer_from_dict(metadata['tokenizer'])
+  tokenizer = spec.tokenizer
   unknown = ''.join(sorted(set(''.join(tokenizer.unknown_chars(t) for t in texts))))
   if unknown:
     logging.warning('dropped character(s) outside the training vocabulary: %r', unknown)
-  return np.stack([text_lib.encode_passage(tokenizer, t, metadata['seq_len'], errors='ignore')
+  return np.stack([text_lib.encode_passage(tokenizer, t, spec.seq_len, errors='ignore')
                    for t in texts])
 
 
@@ -175,32 +166,32 @@ def encode_texts(texts: Sequence[str], metadata: dict[str, Any]) -> np.ndarray:
 
 def _check_exists(path: str) -> None:
   if not os.path.isfile(path):
-    raise UserInputError(f'{_INPUTS}={path}: no such file')
+    raise _bad_input(path, 'no such file')
 
 
-def prepare_inputs(metadata: dict[str, Any], paths: Sequence[str] = (),
+def prepare_inputs(spec: DataSpec, paths: Sequence[str] = (),
                    texts: Sequence[str] = ()) -> tuple[list[str], np.ndarray]:
   """Names and model inputs of files `paths` (and, for text models, of `texts`)."""
-  if metadata['task'] == 'language_modeling':
+  if spec.task == 'language_modeling':
     raise UserInputError('this run is a language model: continue text with '
                          'python -m experiments.generate instead of predicting')
-  kind = input_kind(metadata)
-  if texts and kind != 'text':
-    raise UserInputError(f'--text is for text models; this model takes {describe_inputs(metadata)}')
+  if texts and not spec.is_text:
+    raise UserInputError(f'is for text models; this model takes {describe_inputs(spec)}',
+                         subject='text', value=_shorten(texts[0]))
   if not paths and not texts:
-    raise UserInputError(f'{_INPUTS} is empty; give {describe_inputs(metadata)}')
-  if kind == 'image':
-    return read_images(paths, metadata['input_shape'])
-  if kind == 'table':
-    named = [read_table(path, metadata) for path in paths]
+    raise UserInputError(f'is empty; give {describe_inputs(spec)}', subject='inputs', value="''")
+  if spec.input_kind == 'image':
+    return read_images(paths, spec.input_shape)
+  if spec.input_kind == 'features':
+    named = [read_table(path, spec) for path in paths]
     return sum((names for names, _ in named), []), np.concatenate([rows for _, rows in named])
   for path in paths:
     if os.path.splitext(path)[1].lower() in (*IMAGE_SUFFIXES, '.npy', '.csv'):
-      raise UserInputError(f'{_INPUTS}={path}: the model takes {describe_inputs(metadata)}')
+      raise _bad_input(path, f'the model takes {describe_inputs(spec)}')
   texts = [*texts, *read_text_lines(paths)]
   if not texts:
-    raise UserInputError(f'{_INPUTS}: the files hold no text lines')
-  return [_shorten(t) for t in texts], encode_texts(texts, metadata)
+    raise _bad_input(','.join(paths), 'the files hold no text lines')
+  return [_shorten(t) for t in texts], encode_texts(texts, spec)
 
 
 def _shorten(text: str, width: int = 40) -> str:
@@ -224,13 +215,13 @@ def run_in_batches(apply: Callable[[np.ndarray], Any], inputs: np.ndarray,
 # Results
 
 
-def prediction_rows(metadata: dict[str, Any], names: Sequence[str],
+def prediction_rows(spec: DataSpec, names: Sequence[str],
                     outputs: np.ndarray) -> list[dict[str, Any]]:
   """One record per input: the prediction, and for classification every class's probability."""
-  if metadata['task'] == 'regression':
-    target = metadata.get('target', 'prediction')
+  if spec.task == 'regression':
+    target = spec.target or 'prediction'
     return [{'input': name, target: float(value[0])} for name, value in zip(names, outputs)]
-  class_names = metadata.get('class_names') or [str(i) for i in range(outputs.shape[-1])]
+  class_names = spec.class_names or [str(i) for i in range(outputs.shape[-1])]
   shifted = outputs - outputs.max(axis=-1, keepdims=True)
   probs = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
   rows = []
@@ -255,9 +246,10 @@ def format_table(rows: Sequence[dict[str, Any]], max_columns: int = 3) -> str:
 def check_output_path(path: str) -> None:
   """Raises UserInputError unless `path` names a .csv or .json file in an existing folder."""
   if os.path.splitext(path)[1].lower() not in ('.csv', '.json'):
-    raise UserInputError(f'--output={path}: give a .csv or .json file name')
+    raise UserInputError('give a .csv or .json file name', subject='output', value=path)
   if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-    raise UserInputError(f'--output={path}: the folder {os.path.dirname(path)} does not exist')
+    raise UserInputError(f'the folder {os.path.dirname(path)} does not exist', subject='output',
+                         value=path)
 
 
 def write_rows(rows: Sequence[dict[str, Any]], path: str) -> None:

@@ -60,3 +60,21 @@ def create(name: str, **kwargs) -> nn.Module:
   if missing:
     raise UserInputError(f'model {name!r} needs field(s): {", ".join(missing)}')
   return cls(**kwargs)
+
+
+def build_model(model_config, spec) -> nn.Module:
+  """The model of `model_config` (config.model), with the sizes the data decides from `spec`."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  name = model_config.name
+  if spec.task not in supported_tasks(name):
+    raise UserInputError(
+        f"model {name!r} does not do {spec.task} (dataset task); models for it: "
+        f"{', '.join(sorted(m for m in MODELS if spec.task in supported_tasks(m)))}")
+  kwargs = {k: v for k, v in model_config.items() if k != 'name'}
+  if 'dtype' in kwargs:
+    kwargs['dtype'] = jnp.dtype(kwargs['dtype'])
+  from_data = {'num_outputs': spec.num_outputs, 'max_len': spec.seq_len,
+               'vocab_size': spec.tokenizer.vocab_size if spec.tokenizer else None}
+  accepted = fields(name)
+  kwargs.update({k: v for k, v in from_data.items() if v is not None and k in accepted})
+  return create(name, **kwargs)

@@ -15,12 +15,15 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
   """The records of a metrics.jsonl; of records for the same step and split, the last one.
 
   A run resumed from an earlier checkpoint logs its steps again: the later lines are that run.
+  Runs written before the validation split existed logged their evaluations as split 'eval'.
   """
   latest = {}
   with open(path, encoding='utf-8') as f:
     for line in f:
       if line.strip():
         record = json.loads(line)
+        if record['split'] == 'eval':
+          record['split'] = 'validation'
         latest[record['split'], record['step']] = record
   return sorted(latest.values(), key=lambda r: r['step'])
 
@@ -33,15 +36,15 @@ def _series(records: Iterable[dict[str, Any]], split: str, name: str) -> tuple[l
 
 
 def plot_curves(records: list[dict[str, Any]], title: str) -> Figure:
-  """Loss (and accuracy or R^2 where logged) against step, train and eval."""
-  quality = next((q for q in _QUALITY if _series(records, 'eval', q)[0]), None)
+  """Loss (and accuracy or R^2 where logged) against step, train and validation."""
+  quality = next((q for q in _QUALITY if _series(records, 'validation', q)[0]), None)
   panels = ['loss'] + ([quality] if quality else [])
   figure = Figure(figsize=(5.5 * len(panels), 4.2), layout='constrained')
   figure.suptitle(title)
   for index, name in enumerate(panels):
     axes = figure.add_subplot(1, len(panels), index + 1)
     values = []
-    for split, style, color in (('train', '-', 'C0'), ('eval', 'o-', 'C1')):
+    for split, style, color in (('train', '-', 'C0'), ('validation', 'o-', 'C1')):
       steps, series = _series(records, split, name)
       if steps:
         axes.plot(steps, series, style, color=color, label=split, markersize=4)

@@ -5,6 +5,7 @@ from typing import Any, Callable, Iterable
 import jax
 import jax.numpy as jnp
 
+from bigmodel_jax import data
 from bigmodel_jax.train.tasks import Batch, Task
 
 
@@ -18,3 +19,11 @@ def evaluate(eval_step: Callable[[Any, Batch], dict[str, jax.Array]], params: An
   if totals is None:
     raise ValueError('evaluation got no batches')
   return task.metrics(jax.device_get(totals))
+
+
+def evaluate_split(eval_step: Callable[[Any, Batch], dict[str, jax.Array]], source: data.Source,
+                   task: Task, params: Any, *, batch_size: int,
+                   max_batches: int | None = None) -> dict[str, float]:
+  """Metrics of `params` on a split (an evenly spread subset of `max_batches` batches, if given)."""
+  return evaluate(eval_step, params,
+                  data.eval_batches(source, batch_size=batch_size, max_batches=max_batches), task)

@@ -6,7 +6,6 @@ import jax
 import optax
 from ml_collections import ConfigDict
 
-from bigmodel_jax.errors import UserInputError
 
 OPTIMIZERS = ('sgd', 'momentum', 'adam', 'adamw')
 SCHEDULES = ('constant', 'warmup_cosine', 'step')
@@ -60,7 +59,6 @@ def create_optimizer(config: ConfigDict, total_steps: int
       parts.append(optax.sgd(schedule, momentum=config.momentum, nesterov=config.nesterov))
     elif config.name == 'sgd':
       parts.append(optax.sgd(schedule))
-    else:
-      raise UserInputError(f'config.optimizer.name={config.name!r} is unknown; choose one of: '
-                           f"{', '.join(OPTIMIZERS)}")
+    else:  # checks.validate_config has refused other names
+      raise ValueError(f'optimizer {config.name!r} is not one of {OPTIMIZERS}')
   return optax.chain(*parts), schedule

@@ -7,12 +7,13 @@ real examples.
 """
 
 import dataclasses
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bigmodel_jax.data import DataSpec
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.train import losses
 from bigmodel_jax.train import metrics
@@ -118,19 +119,19 @@ _LOSSES: dict[str, tuple[str, ...]] = {
     'regression': ('mse',),
     'language_modeling': ('cross_entropy',),
 }
-_FACTORIES: dict[str, Callable[[dict[str, Any], str], Task]] = {
-    'classification': lambda metadata, loss: Classification(metadata['num_classes'], loss),
-    'regression': lambda metadata, loss: Regression(loss),
-    'language_modeling': lambda metadata, loss: LanguageModeling(loss),
+_FACTORIES: dict[str, Callable[[DataSpec, str], Task]] = {
+    'classification': lambda spec, loss: Classification(spec.num_outputs, loss),
+    'regression': lambda spec, loss: Regression(loss),
+    'language_modeling': lambda spec, loss: LanguageModeling(loss),
 }
 
 
-def create_task(metadata: dict[str, Any], loss: str | None = None) -> Task:
-  """The task for a dataset, from its metadata; `loss` None picks the task's default."""
-  allowed = _LOSSES[metadata['task']]
+def create_task(spec: DataSpec, loss: str | None = None) -> Task:
+  """The task for a dataset, from its spec; `loss` None picks the task's default."""
+  allowed = _LOSSES[spec.task]
   if loss is None:
     loss = allowed[0]
   if loss not in allowed:
-    raise UserInputError(f"config.loss={loss!r} does not fit the {metadata['task']} task; "
+    raise UserInputError(f'config.loss={loss!r} does not fit the {spec.task} task; '
                          f"choose one of: {', '.join(allowed)}")
-  return _FACTORIES[metadata['task']](metadata, loss)
+  return _FACTORIES[spec.task](spec, loss)

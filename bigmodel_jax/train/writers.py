@@ -12,7 +12,7 @@ from typing import Any
 import jax
 from absl import logging
 
-from bigmodel_jax.train import run_files
+from bigmodel_jax.run import files
 
 
 def _drop_records_after(path: str, step: int) -> None:
@@ -41,7 +41,7 @@ def _format(value: Any) -> str:
 
 
 class MetricWriter:
-  """Writes `{'step': s, 'split': 'train'|'eval'|..., **metrics}` records."""
+  """Writes `{'step': s, 'split': 'train'|'validation'|'cost', **metrics}` records."""
 
   def __init__(self, workdir: str, *, resume_step: int = 0):
     """Appends to the workdir's records, first dropping those after `resume_step`.
@@ -54,10 +54,10 @@ class MetricWriter:
     self._tensorboard = None
     if self._enabled:
       import tensorboardX  # pylint: disable=g-import-not-at-top  (heavy, and only process 0 needs it)
-      path = os.path.join(workdir, run_files.METRICS)
+      path = os.path.join(workdir, files.METRICS)
       _drop_records_after(path, resume_step)
       self._jsonl = open(path, 'a', encoding='utf-8')
-      self._tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'),
+      self._tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, files.TENSORBOARD),
                                                      purge_step=resume_step + 1)
 
   def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:

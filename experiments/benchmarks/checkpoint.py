@@ -19,10 +19,9 @@ import jax
 from absl import flags
 
 from bigmodel_jax import data
-from bigmodel_jax import models
-from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.train import loop
-from bigmodel_jax.train.checkpoint import Checkpointer
+from bigmodel_jax.run.checkpoint import Checkpointer
+from bigmodel_jax.train import hooks
 from bigmodel_jax.train.log_interval import LogInterval
 from experiments import cli
 
@@ -46,14 +45,14 @@ def save_and_restore(parts: loop.RunParts, state, log_state) -> None:
     with tempfile.TemporaryDirectory() as directory:
       checkpointer = Checkpointer(directory, keep=1)
       start = time.perf_counter()
-      checkpointer.save(1, state, {'position': 0}, log_state)
+      checkpointer.save(1, state, **{hooks.DATA_POSITION: {'position': 0}, hooks.LOG_INTERVAL: log_state})
       blocking = time.perf_counter() - start
       checkpointer.close()
       committed = time.perf_counter() - start
       size = checkpointer.size_bytes()
       checkpointer = Checkpointer(directory, keep=1)
       start = time.perf_counter()
-      jax.block_until_ready(checkpointer.restore_latest(abstract)[1])
+      jax.block_until_ready(checkpointer.restore_latest(abstract, (hooks.DATA_POSITION, hooks.LOG_INTERVAL))[1])
       restore = time.perf_counter() - start
       checkpointer.close()
     print(f'trial {trial}: {size / 1e6:.2f} MB; save blocks {blocking:.3f} s, committed after '
@@ -79,7 +78,8 @@ def saving_overhead(parts: loop.RunParts, state, log_state) -> None:
           state, _ = train_step(state, place(next(batches)))
           step += 1
           if saving and step % _SAVE_EVERY.value == 0:
-            checkpointer.save(step, state, batches.get_state(), log_state)
+            checkpointer.save(step, state, **{hooks.DATA_POSITION: batches.get_state(),
+                                               hooks.LOG_INTERVAL: log_state})
         jax.block_until_ready(state)
         seconds[saving].append((time.perf_counter() - start) / _BLOCK_STEPS.value)
     checkpointer.close()
@@ -90,9 +90,7 @@ def saving_overhead(parts: loop.RunParts, state, log_state) -> None:
 
 def main(argv):
   del argv
-  if _MODEL.value not in models.MODELS:
-    raise UserInputError(f"--model={_MODEL.value!r} is unknown; choose one of: "
-                         f"{', '.join(sorted(models.MODELS))}")
+  cli.fail_unless_model(_MODEL.value)
   config = importlib.import_module(f'experiments.configs.{_MODEL.value}').get_config()
   config.strategy = 'single'
   parts = loop.build_run(config)

@@ -14,7 +14,9 @@ import numpy as np
 from absl import flags
 
 from bigmodel_jax.infer.generate import generate
-from bigmodel_jax.train import run_files
+from bigmodel_jax import data
+from bigmodel_jax import models
+from bigmodel_jax.run import trained as trained_lib
 from experiments import cli
 from experiments.configs import transformer
 
@@ -32,13 +34,14 @@ _VOCAB_SIZE = 65  # the characters of the Shakespeare plays
 
 def _model_and_params():
   if _WORKDIR.value:
-    trained = run_files.load_trained(_WORKDIR.value)
+    trained = trained_lib.load_trained(_WORKDIR.value)
     return trained.model, trained.params
   config = transformer.get_config()
-  metadata = {'task': 'language_modeling', 'vocab_size': _VOCAB_SIZE,
-              'seq_len': config.data.seq_len, 'input_shape': [config.data.seq_len]}
-  model = run_files.build_model(config.model, metadata)
-  params = jax.jit(model.init)(jax.random.key(0), run_files.example_inputs(metadata))['params']
+  tokenizer = data.CharTokenizer(''.join(chr(ord(' ') + i) for i in range(_VOCAB_SIZE - 1)))
+  spec = data.spec.text_spec('benchmark', 'language_modeling', tokenizer=tokenizer,
+                             seq_len=config.data.seq_len)
+  model = models.build_model(config.model, spec)
+  params = jax.jit(model.init)(jax.random.key(0), spec.example_inputs())['params']
   return model, params
 
 

@@ -53,6 +53,7 @@ def benchmark(model_name: str, strategy_name: str) -> dict:
   batch = strategy.place_batch(host_batch)
   train_step = parts.compile_train_step(state, batch)
   flops, _ = parts.model_flops_per_step(state, host_batch)
+  meter = parts.meter(flops)
   for _ in range(_WARMUP.value):
     state, metrics = train_step(state, batch)
   jax.block_until_ready(state)
@@ -60,18 +61,15 @@ def benchmark(model_name: str, strategy_name: str) -> dict:
   for _ in range(_STEPS.value):
     state, metrics = train_step(state, batch)
   jax.block_until_ready((state, metrics))
-  seconds = (time.perf_counter() - start) / _STEPS.value
-  device_kind = jax.devices()[0].device_kind
-  mfu = cost.mfu(flops / seconds, device_kind=device_kind, num_devices=strategy.num_devices,
-                 dtype=config.model.dtype) if flops else None
-  seq_len = dataset.metadata.get('seq_len', 1)
+  rates = meter.rates(_STEPS.value, time.perf_counter() - start)
+  mfu = rates.get('mfu')
   return {
       'model': model_name, 'strategy': strategy_name, 'devices': strategy.num_devices,
-      'batch': config.batch_size, 'ms/step': 1e3 * seconds,
-      'items/s': config.batch_size * seq_len / seconds,
-      'unit': 'tokens' if 'seq_len' in dataset.metadata else 'examples',
-      'flops/step': flops, 'flop/s': flops / seconds if flops else None,
-      'mfu': f'{100 * mfu:.1f}%' if mfu is not None else 'unknown peak',
+      'batch': config.batch_size, 'ms/step': 1e3 * rates['seconds_per_step'],
+      'items/s': rates.get('tokens_per_second', rates['examples_per_second']),
+      'unit': 'tokens' if 'tokens_per_second' in rates else 'examples',
+      'flops/step': flops, 'flop/s': rates.get('flops_per_second'),
+      'mfu': f'{100 * mfu:.1f}%' if isinstance(mfu, float) else 'unknown peak',
       'peak mem': cost.peak_memory_bytes().get('peak_device_memory_bytes'),
   }
 

@@ -15,7 +15,8 @@ def get_base_config() -> config_dict.ConfigDict:
   config.data.seq_len = 128            # text: tokens per example
   config.data.tokenizer = 'char'       # text: 'char' or 'byte'
   config.data.target = config_dict.placeholder(str)    # csv: the target column
-  config.data.test_fraction = 0.2      # embedded and csv sets: held-out share
+  config.data.test_fraction = 0.2      # embedded and csv sets: held-out test share
+  config.data.validation_fraction = 0.1  # the validation share (see README, Datasets)
 
   config.loss = config_dict.placeholder(str)  # None: the task's default
   config.batch_size = 128              # global batch (all devices, all micro-batches)
@@ -46,7 +47,10 @@ def get_base_config() -> config_dict.ConfigDict:
 
   config.log_every = 100
   config.eval_every = 500
-  config.eval_batches = 0              # 0: the whole test split
+  config.eval_batches = 0              # 0: the whole validation split
+  # Multi-host: how often the processes agree whether one of them got SIGTERM/SIGINT (one
+  # small all-gather; every process then saves and stops at the same step).
+  config.preemption_sync_every = 10
   config.checkpoint_every = 500
   config.keep_checkpoints = 3
   return config

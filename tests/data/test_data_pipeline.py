@@ -96,13 +96,8 @@ def test_eval_batches_cover_the_source_in_order_with_padding():
   assert len(list(pipeline.eval_batches(_source(23), batch_size=10, max_batches=5))) == 3
 
 
-@pytest.mark.parametrize('batch_size', [0, -4, 2.5])
-def test_bad_batch_size(batch_size):
-  message = f'^config.batch_size must be a positive integer, got {batch_size}$'
-  with pytest.raises(UserInputError, match=message):
-    pipeline.train_batches(_source(10), batch_size=batch_size, seed=0)
-  with pytest.raises(UserInputError, match=message):
-    pipeline.eval_batches(_source(10), batch_size=batch_size)
+# The batch size, seed and eval_batches range checks moved to validate_config: see
+# tests/train/test_checks.py.
 
 
 def test_train_split_smaller_than_a_batch():
@@ -110,9 +105,3 @@ def test_train_split_smaller_than_a_batch():
                                            r'of 4 process\(es\): fewer than one batch of 8 per '
                                            r'process; lower config.batch_size$'):
     pipeline.train_batches(_source(30), batch_size=8, seed=0, shard_count=4)
-
-
-def test_bad_max_batches():
-  message = r'^config.eval_batches must be a positive integer \(or None for all\), got 0$'
-  with pytest.raises(UserInputError, match=message):
-    pipeline.eval_batches(_source(10), batch_size=2, max_batches=0)

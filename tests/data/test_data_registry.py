@@ -1,7 +1,7 @@
-"""Tests for bigmodel_jax.data.registry: names, option checks and metadata."""
+"""Tests for bigmodel_jax.data.registry: names, splits and specs."""
 
 import json
-import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -12,8 +12,8 @@ import pytest
 from bigmodel_jax import data
 from bigmodel_jax.data import registry
 from bigmodel_jax.errors import UserInputError
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from conftest import REPO
+from experiments import cli
 
 
 @pytest.mark.parametrize('name, options', [
@@ -25,40 +25,57 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 def test_offline_datasets_match_their_registered_task(name, options):
   dataset = data.load_dataset(name, **options)
   assert dataset.name == name
-  assert dataset.task == data.DATASETS[name] == dataset.metadata['task']
-  metadata = json.loads(json.dumps(dataset.metadata))
-  assert metadata['dataset'] == name
-  assert list(dataset.train[0]['inputs'].shape) == metadata['input_shape']
+  assert dataset.task == data.DATASETS[name] == dataset.spec.task
+  stored = json.loads(json.dumps(dataset.spec.to_json()))
+  assert stored['name'] == name
+  assert list(dataset.train[0]['inputs'].shape) == stored['input_shape']
+  assert data.DataSpec.from_json(stored) == dataset.spec
+  for split in data.SPLITS:
+    source = dataset.split(split)
+    assert dataset.spec.split_sizes[split] == len(source) > 0
+    assert source[0]['inputs'].shape == dataset.spec.input_shape
+    assert source[0]['inputs'].dtype == dataset.spec.input_dtype
 
 
 def test_file_datasets(tmp_path):
   csv_path = tmp_path / 'table.csv'
   csv_path.write_text('a,y\n' + ''.join(f'{i},{2 * i}\n' for i in range(10)), encoding='utf-8')
-  table = data.load_dataset(f'csv:{csv_path}', target='y', test_fraction=0.3, seed=2)
-  assert (table.task, len(table.train), len(table.test)) == ('regression', 7, 3)
+  table = data.load_dataset(f'csv:{csv_path}', target='y', test_fraction=0.3,
+                            validation_fraction=0.2, seed=2)
+  assert (table.task, len(table.train), len(table.validation), len(table.test)) == (
+      'regression', 5, 2, 3)
   text_path = tmp_path / 'corpus.txt'
   text_path.write_text('all the world is a stage\n' * 20, encoding='utf-8')
   corpus = data.load_dataset(f'textfile:{text_path}', seq_len=10)
   assert corpus.task == 'language_modeling' and corpus.name == f'textfile:{text_path}'
+  # 500 characters: the default validation_fraction=0.1 validates the 50 before the last 50.
+  assert (len(corpus.train), len(corpus.validation), len(corpus.test)) == (390, 4, 4)
 
 
-@pytest.mark.parametrize('name, options, message', [
-    ('imagenet', {}, r"^--dataset='imagenet' is not known; choose one of: digits, shakespeare, "
-                     r'.*, csv:PATH, textfile:PATH$'),
-    ('csv:', {}, r"^--dataset='csv:' needs a file path, e.g. csv:data.csv$"),
-    ('textfile:', {}, r'e.g. textfile:corpus.txt$'),
-    ('shakespeare', {'seq_len': 0}, r'^config.data.seq_len must be a positive integer, got 0$'),
-    ('shakespeare', {'tokenizer': 'bpe'}, r"^config.data.tokenizer='bpe' is not one of: byte, "
-                                          r'char$'),
-    ('digits', {'test_fraction': 1.0}, r'^config.data.test_fraction must be a number strictly '
-                                       r'between 0 and 1, got 1.0$'),
-    ('digits', {'seed': -1}, r'^config.seed must be a non-negative integer, got -1$'),
+@pytest.mark.parametrize('name, value, message', [
+    ('imagenet', 'imagenet', r'^is not known; choose one of: digits, shakespeare, .*, csv:PATH, '
+                             r'textfile:PATH$'),
+    ('csv:', 'csv:', r'^needs a file path, e.g. csv:data.csv$'),
+    ('textfile:', 'textfile:', r'e.g. textfile:corpus.txt$'),
 ])
-def test_bad_names_and_options_fail_fast_in_one_line(name, options, message):
+def test_bad_names_fail_fast_in_one_line(name, value, message):
   start = time.perf_counter()
-  with pytest.raises(UserInputError, match=message):
-    data.load_dataset(name, **options)
+  with pytest.raises(UserInputError) as error:
+    data.load_dataset(name)
   assert time.perf_counter() - start < 1.0
+  assert (error.value.subject, error.value.value) == ('dataset', value)
+  assert re.search(message, error.value.problem)
+  assert str(error.value) == f'dataset {value}: {error.value.problem}'
+  # The command line names the flag that gave the dataset.
+  assert cli.describe(error.value) == f'--dataset={value}: {error.value.problem}'
+  assert '\n' not in str(error.value)
+  with pytest.raises(UserInputError) as again:
+    registry.dataset_task(name)
+  assert str(again.value) == str(error.value)
+
+
+# The option range checks (seq_len, tokenizer, test_fraction, seed) moved to
+# bigmodel_jax.train.checks.validate_config: see tests/train/test_checks.py.
 
 
 def test_dataset_task_accepts_file_datasets_without_reading_them():
@@ -80,7 +97,7 @@ def test_tfds_is_imported_only_for_tfds_datasets_and_fails_fast_when_unprepared(
       except UserInputError:
         print(time.perf_counter() - start)
       """)
-  result = subprocess.run([sys.executable, '-c', script], cwd=_ROOT, capture_output=True,
+  result = subprocess.run([sys.executable, '-c', script], cwd=REPO, capture_output=True,
                           text=True, check=True, timeout=60)
   # Cold: the import of tensorflow_datasets is included.
   assert float(result.stdout) < 1.5

@@ -1,18 +1,14 @@
 """The checkpoint benchmark command runs end to end (no timing is asserted: figures belong in the
 closing notes, measured on a named machine)."""
 
-import os
 import re
 import subprocess
-import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from conftest import run_module
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, '-m', 'experiments.benchmarks.checkpoint', *args],
-                        cwd=REPO, env={**os.environ, 'JAX_PLATFORMS': 'cpu'},
-                        capture_output=True, text=True, timeout=300)
+  return run_module('experiments.benchmarks.checkpoint', *args)
 
 
 def test_prints_save_restore_and_overhead():

@@ -1,17 +1,13 @@
 """The training benchmark command runs and prints one row per model and strategy (no timing is
 asserted: the figures belong in the README, measured on a named machine)."""
 
-import os
 import subprocess
-import sys
+from conftest import run_module
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, '-m', 'experiments.benchmarks.train', *args], cwd=REPO,
-                        env={**os.environ, 'JAX_PLATFORMS': 'cpu'}, capture_output=True,
-                        text=True, timeout=300)
+  return run_module('experiments.benchmarks.train', *args)
 
 
 def test_prints_a_row_per_strategy():

@@ -7,17 +7,15 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO, run_module
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY_LM = ['--config.model.num_layers=1', '--config.model.d_model=32', '--config.model.num_heads=2',
            '--config.data.seq_len=32', '--config.batch_size=8', '--config.eval_batches=2',
            '--config.log_every=2', '--config.sample.num_tokens=40']
 
 
 def run(module: str, *args: str) -> subprocess.CompletedProcess:
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
-  return subprocess.run([sys.executable, '-m', f'experiments.{module}', *args], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=300)
+  return run_module(f'experiments.{module}', *args)
 
 
 @pytest.fixture(scope='module')
@@ -63,7 +61,7 @@ def test_train_other_models_for_a_few_steps(tmp_path, model):
                '--config.log_every=1', '--config.eval_batches=1')
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.loads(result.stdout)
-  assert 0.0 <= summary['eval']['accuracy'] <= 1.0
+  assert 0.0 <= summary['validation']['accuracy'] <= 1.0
 
 
 def test_train_regression_from_csv(tmp_path):
@@ -73,7 +71,7 @@ def test_train_regression_from_csv(tmp_path):
   result = run('train', '--model=mlp', f'--dataset=csv:{csv}', '--config.data.target=price',
                f'--workdir={tmp_path / "run"}', '--config.num_steps=3', '--config.eval_batches=1')
   assert result.returncode == 0, result.stderr[-3000:]
-  assert 'r2' in json.loads(result.stdout)['eval']
+  assert 'r2' in json.loads(result.stdout)['validation']
 
 
 @pytest.mark.parametrize('args,message', [
@@ -88,7 +86,8 @@ def test_train_regression_from_csv(tmp_path):
     (['--model=mlp', '--no_such_flag=1'], 'no_such_flag'),
     (['--model=mlp', '--config.batch_size=abc'], "--config.batch_size=abc: invalid literal for int()"),
     (['--model=mlp', '--config.skip_nonfinite_updates=maybe'], 'skip_nonfinite_updates=maybe'),
-    (['--model=mlp', '--config.data.test_fraction=1.5'], 'config.data.test_fraction must be between'),
+    (['--model=mlp', '--config.data.test_fraction=1.5'],
+     'config.data.test_fraction must be a number strictly between 0 and 1, got 1.5'),
     (['--model=mlp', 'now'], 'unexpected arguments: now'),
     (['--config={tmp}/missing_config.py'], 'missing_config.py: cannot be loaded: [Errno 2]'),
     (['--model=mlp', '--dataset=csv:{tmp}', '--config.data.target=y'], 'cannot be read: Is a directory'),
@@ -99,7 +98,7 @@ def test_train_regression_from_csv(tmp_path):
     (['--model=mlp', '--dataset=csv:{tmp}/nans.csv', '--config.data.target=y'],
      "column 'nans' of"),
     (['--model=transformer', '--dataset=textfile:{tmp}/short.txt'],
-     'the train split has 8 tokens (8 characters), but config.data.seq_len=128 needs at least 129'),
+     'the train split has 7 tokens (7 characters), but config.data.seq_len=128 needs at least 129'),
     (['--model=mlp', '--dataset=mnist', '--config.data.data_dir={tmp}'],
      'is not prepared in'),
 ])
@@ -127,7 +126,7 @@ def test_generate_on_missing_workdir_exits_2(tmp_path):
 
 
 def test_second_run_on_a_workdir_in_use_exits_2_naming_the_other_process(tmp_path):
-  hold = ('import sys, time\nfrom bigmodel_jax.train.workdir_lock import WorkdirLock\n'
+  hold = ('import sys, time\nfrom bigmodel_jax.run.lock import WorkdirLock\n'
           'with WorkdirLock(sys.argv[1]):\n  print("locked", flush=True)\n  time.sleep(120)\n')
   holder = subprocess.Popen([sys.executable, '-c', hold, str(tmp_path)], cwd=REPO,
                             stdout=subprocess.PIPE, text=True)
@@ -138,7 +137,7 @@ def test_second_run_on_a_workdir_in_use_exits_2_naming_the_other_process(tmp_pat
     holder.kill()
     holder.wait()
   assert result.returncode == 2, result.stderr[-3000:]
-  assert f'error: --workdir={tmp_path} is in use by process {holder.pid} on ' in result.stderr
+  assert f'error: --workdir={tmp_path}: is in use by process {holder.pid} on ' in result.stderr
   assert os.listdir(tmp_path) == ['.lock']  # nothing written by the refused run
 
 

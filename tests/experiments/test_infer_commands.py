@@ -3,24 +3,22 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 from sklearn import datasets
+from conftest import run_module
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY_CNN = ['--model=cnn', '--config.num_steps=60', '--config.log_every=10',
             '--config.eval_every=30', '--config.model.conv_features=(8,16)',
             '--config.model.dense_features=(32,)']
 
 
 def run(module: str, *args: str) -> subprocess.CompletedProcess:
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
-  return subprocess.run([sys.executable, '-m', f'experiments.{module}', *args], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=300)
+  return run_module(f'experiments.{module}', *args)
 
 
 def error_line(result: subprocess.CompletedProcess) -> str:
@@ -53,7 +51,7 @@ def digit_files(tmp_path_factory):
 
 def test_training_wrote_the_pictures(cnn_workdir):
   names = sorted(os.listdir(os.path.join(cnn_workdir, 'plots')))
-  assert names == ['confusion.png', 'curves.png', 'test_images.png']
+  assert names == ['confusion.png', 'curves.png', 'validation_images.png']
 
 
 def test_predict_images_to_stdout_and_csv(cnn_workdir, digit_files, tmp_path):
@@ -103,7 +101,7 @@ def test_bad_inputs_exit_2_naming_what_was_expected(cnn_workdir, tmp_path):
   np.save(tmp_path / 'wrong.npy', np.zeros((28, 28)))
   assert 'array of shape (28, 28); the model takes (8, 8, 1) or (N, 8, 8, 1)' in error_line(
       run('predict', f'--workdir={cnn_workdir}', f'--inputs={tmp_path / "wrong.npy"}'))
-  assert '--text is for text models; this model takes .png' in error_line(
+  assert '--text=hello: is for text models; this model takes .png' in error_line(
       run('predict', f'--workdir={cnn_workdir}', '--text=hello'))
 
 
@@ -123,3 +121,34 @@ def test_predict_csv_rows_with_a_regressor(tmp_path):
   assert header.split() == ['input', 'price'] and len(rows) == 2
   assert rows[0].split()[0] == f'{new}:2' and np.isfinite(float(rows[1].split()[1]))
   assert os.listdir(workdir / 'plots') == ['curves.png']
+
+
+def _tree_bytes(folder) -> dict[str, bytes]:
+  return {os.path.relpath(os.path.join(root, name), folder): open(os.path.join(root, name), 'rb').read()
+          for root, _, names in os.walk(folder) for name in names}
+
+
+@pytest.mark.parametrize('damaged,command', [
+    ('config.json', 'evaluate'), ('config.json', 'train'), ('dataset.json', 'evaluate'),
+    ('dataset.json', 'predict')])
+def test_a_damaged_run_file_is_one_line_and_nothing_is_lost(cnn_workdir, digit_files, tmp_path,
+                                                            damaged, command):
+  workdir = tmp_path / 'run'
+  shutil.copytree(cnn_workdir, workdir)
+  with open(workdir / damaged, 'r+') as f:  # cut half-way, as a full disk or a crash would
+    f.truncate(len(f.read()) // 2)
+  before = _tree_bytes(workdir)
+  args = {'evaluate': [], 'train': TINY_CNN, 'predict': [f'--inputs={digit_files[0][0]}']}[command]
+  line = error_line(run(command, f'--workdir={workdir}', *args))
+  assert line.startswith(f'error: {workdir / damaged} is damaged'), line
+  assert _tree_bytes(workdir) == before
+
+
+def test_a_damaged_exported_model_is_one_line(cnn_workdir, digit_files, tmp_path):
+  artifact = tmp_path / 'serving'
+  assert run('export', f'--workdir={cnn_workdir}', f'--output={artifact}').returncode == 0
+  with open(artifact / 'model.bin', 'r+b') as f:
+    f.truncate(os.path.getsize(artifact / 'model.bin') - 100)
+  line = error_line(run('predict', f'--exported={artifact}', f'--inputs={digit_files[0][0]}'))
+  assert line.startswith(f'error: --exported={artifact}: {artifact / "model.bin"} (')
+  assert 'does not match the SHA-256 recorded at export' in line

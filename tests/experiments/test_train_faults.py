@@ -17,8 +17,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KILLS = int(os.environ.get('BIGMODEL_KILLS', '3'))
 NUM_STEPS = max(60, 10 * KILLS + 30)
 # log_every and checkpoint_every are coprime, so checkpoints fall inside logging intervals.

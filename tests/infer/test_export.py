@@ -1,5 +1,7 @@
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -10,37 +12,42 @@ import numpy as np
 import pytest
 
 from bigmodel_jax import models
+from bigmodel_jax.data import spec as spec_lib
+from bigmodel_jax.data import tokenizers
+from bigmodel_jax.data.spec import DataSpec, Normalization
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.infer import export
 from bigmodel_jax.infer import serving
+from experiments import cli
+from conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BATCH_SIZES = (1, 3, 7)
 
 # One small model of each input kind: images, feature rows, token ids.
 CASES = {
     'cnn': (models.CNN(num_outputs=10, conv_features=(4, 8), dense_features=(16,)),
-            {'task': 'classification', 'input_shape': [8, 8, 1], 'num_classes': 10,
-             'class_names': [str(d) for d in range(10)]}),
+            spec_lib.image_spec('digits', input_shape=(8, 8, 1),
+                                class_names=[str(d) for d in range(10)])),
     'mlp': (models.MLP(num_outputs=1, hidden_sizes=(8,)),
-            {'task': 'regression', 'input_shape': [3], 'num_outputs': 1,
-             'feature_names': ['a', 'b', 'c'], 'target': 'y',
-             'normalization': {'fill': [0.0] * 3, 'mean': [1.0] * 3, 'std': [2.0] * 3}}),
+            DataSpec(name='csv:houses.csv', task='regression', input_kind='features',
+                     input_shape=(3,), num_outputs=1, feature_names=('a', 'b', 'c'), target='y',
+                     normalization=Normalization(fill=(0.0,) * 3, mean=(1.0,) * 3,
+                                                 std=(2.0,) * 3))),
     'transformer_classifier': (
         models.TransformerClassifier(vocab_size=7, num_outputs=3, max_len=10, num_layers=1,
                                      num_heads=2, d_model=8),
-        {'task': 'classification', 'input_shape': [10], 'num_classes': 3, 'seq_len': 10,
-         'vocab_size': 7, 'tokenizer': {'type': 'char', 'vocab': ' abcde'},
-         'class_names': ['comedy', 'history', 'tragedy']}),
+        spec_lib.text_spec('shakespeare_genre', 'classification',
+                           tokenizer=tokenizers.CharTokenizer(' abcde'), seq_len=10,
+                           class_names=['comedy', 'history', 'tragedy'])),
 }
 
 
 def inputs(name: str, batch_size: int) -> np.ndarray:
-  _, metadata = CASES[name]
+  _, spec = CASES[name]
   rng = np.random.default_rng(batch_size)
-  shape = (batch_size, *metadata['input_shape'])
-  if 'vocab_size' in metadata:
-    return rng.integers(0, metadata['vocab_size'], shape).astype(np.int32)
+  shape = (batch_size, *spec.input_shape)
+  if spec.is_text:
+    return rng.integers(0, spec.tokenizer.vocab_size, shape).astype(np.int32)
   return rng.random(shape).astype(np.float32)
 
 
@@ -48,11 +55,11 @@ def inputs(name: str, batch_size: int) -> np.ndarray:
 def exported(tmp_path_factory):
   """{name: (artifact folder, in-process outputs for each batch size)}."""
   result = {}
-  for name, (model, metadata) in CASES.items():
+  for name, (model, spec) in CASES.items():
     example = jnp.asarray(inputs(name, 1))
     params = jax.jit(model.init)(jax.random.key(0), example)['params']
     directory = str(tmp_path_factory.mktemp(name))
-    export.export_model(model, params, metadata, directory,
+    export.export_model(model, params, spec, directory,
                         description={'model': name, 'step': 5})
     forward = jax.jit(lambda p, x, model=model: model.apply({'params': p}, x))
     result[name] = directory, {b: np.asarray(forward(params, inputs(name, b)))
@@ -89,13 +96,20 @@ def test_artifact_runs_in_a_process_without_the_model_code(exported, tmp_path):
 def test_metadata_has_the_input_spec_and_what_inputs_need(exported):
   directory, expected = exported['transformer_classifier']
   run, metadata = serving.load_exported(directory)
+  assert metadata['format'] == export.FORMAT
   assert metadata['model'] == 'transformer_classifier' and metadata['step'] == 5
   assert metadata['input']['shape'] == ['batch', 10] and metadata['input']['dtype'] == 'int32'
   assert metadata['output']['shape'] == ['batch', 3]
   assert metadata['dataset']['tokenizer'] == {'type': 'char', 'vocab': ' abcde'}
+  assert metadata['dataset']['class_names'] == ['comedy', 'history', 'tragedy']
   assert 'token ids' in metadata['input']['preparation']
+  # The run's whole DataSpec travels with the artifact, and model.bin's checksum.
+  assert DataSpec.from_json(metadata['dataset']) == CASES['transformer_classifier'][1]
+  with open(os.path.join(directory, serving.MODEL_FILE), 'rb') as f:
+    assert metadata['model_sha256'] == hashlib.sha256(f.read()).hexdigest()
   mlp_metadata = serving.load_exported(exported['mlp'][0])[1]
   assert mlp_metadata['dataset']['normalization']['std'] == [2.0] * 3
+  assert DataSpec.from_json(mlp_metadata['dataset']) == CASES['mlp'][1]
   assert mlp_metadata['input'] == {
       'shape': ['batch', 3], 'dtype': 'float32',
       'preparation': 'columns in feature_names order; missing values replaced by '
@@ -103,15 +117,85 @@ def test_metadata_has_the_input_spec_and_what_inputs_need(exported):
   # int64 ids (numpy's default) are accepted and cast; floats are not ids.
   np.testing.assert_allclose(run(inputs('transformer_classifier', 3).astype(np.int64)),
                              expected[3], rtol=1e-5, atol=1e-6)
-  with pytest.raises(UserInputError, match='dtype float32; the exported model takes int32'):
+  # Wrong arrays from the caller's code are programming errors, not user input.
+  with pytest.raises(ValueError, match='dtype float32; the exported model takes int32'):
     run(np.zeros((2, 10), np.float32))
-  with pytest.raises(UserInputError, match=r'shape \(2, 9\); the exported model takes \(batch, 10\)'):
+  with pytest.raises(ValueError, match=r'shape \(2, 9\); the exported model takes \(batch, 10\)'):
     run(np.zeros((2, 9), np.int32))
 
 
 def test_missing_artifact_and_bad_platform_are_user_errors(tmp_path):
-  with pytest.raises(UserInputError, match='no exported model here'):
+  with pytest.raises(UserInputError, match='no exported model here') as error:
     serving.load_exported(str(tmp_path))
-  model, metadata = CASES['mlp']
-  with pytest.raises(UserInputError, match='--platforms=gpu: choose from cpu, cuda, rocm, tpu'):
-    export.export_model(model, {}, metadata, str(tmp_path), platforms=['gpu'])
+  assert (error.value.subject, error.value.value) == ('exported', str(tmp_path))
+  assert str(error.value).startswith(f'exported {tmp_path}: no exported model here (missing '
+                                     'model.bin, metadata.json)')
+  model, spec = CASES['mlp']
+  with pytest.raises(UserInputError) as error:
+    export.export_model(model, {}, spec, str(tmp_path), platforms=['gpu'])
+  assert (error.value.subject, error.value.value) == ('platforms', 'gpu')
+  assert str(error.value) == 'platforms gpu: choose from cpu, cuda, rocm, tpu'
+  assert cli.describe(error.value) == '--platforms=gpu: choose from cpu, cuda, rocm, tpu'
+  assert not os.listdir(tmp_path)  # Checked before anything is written.
+
+
+def _copy(exported, tmp_path, name='mlp'):
+  directory = str(tmp_path / name)
+  shutil.copytree(exported[name][0], directory)
+  return directory
+
+
+def _damage_error(directory, damaged_file):
+  with pytest.raises(UserInputError) as error:
+    serving.load_exported(directory)
+  assert (error.value.subject, error.value.value) == ('exported', directory)
+  assert os.path.join(directory, damaged_file) in error.value.problem
+  assert '\n' not in str(error.value)
+  return error.value
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'altered', 'empty'])
+def test_a_damaged_model_bin_is_refused(exported, tmp_path, damage):
+  directory = _copy(exported, tmp_path)
+  path = os.path.join(directory, serving.MODEL_FILE)
+  with open(path, 'rb') as f:
+    serialized = f.read()
+  if damage == 'truncated':
+    serialized = serialized[:len(serialized) // 2]
+  elif damage == 'altered':  # Same length, one byte changed.
+    middle = len(serialized) // 2
+    serialized = serialized[:middle] + bytes([serialized[middle] ^ 0xFF]) + serialized[middle + 1:]
+  else:
+    serialized = b''
+  with open(path, 'wb') as f:
+    f.write(serialized)
+  error = _damage_error(directory, serving.MODEL_FILE)
+  assert f'({len(serialized)} bytes) does not match the SHA-256 recorded at export' in str(error)
+  assert 'python -m experiments.export' in str(error)
+
+
+@pytest.mark.parametrize('content', [
+    b'{"format": "bigmodel_jax.export/2", "model_sha',   # truncated
+    b'',                                                 # empty
+    b'\xff\xfe not text',                                # not UTF-8
+    b'["model.bin"]',                                    # not an object
+    b'{"format": "bigmodel_jax.export/1"}',              # an older export: no checksum
+])
+def test_a_damaged_metadata_json_is_refused(exported, tmp_path, content):
+  directory = _copy(exported, tmp_path)
+  with open(os.path.join(directory, serving.METADATA_FILE), 'wb') as f:
+    f.write(content)
+  error = _damage_error(directory, serving.METADATA_FILE)
+  assert 'is damaged or from an older export' in str(error)
+  assert 'export the run again with python -m experiments.export' in str(error)
+
+
+def test_an_altered_checksum_is_refused(exported, tmp_path):
+  directory = _copy(exported, tmp_path)
+  path = os.path.join(directory, serving.METADATA_FILE)
+  with open(path, encoding='utf-8') as f:
+    metadata = json.load(f)
+  metadata['model_sha256'] = '0' * 64
+  with open(path, 'w', encoding='utf-8') as f:
+    json.dump(metadata, f)
+  _damage_error(directory, serving.MODEL_FILE)

@@ -1,5 +1,7 @@
 import csv
+import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -7,14 +9,15 @@ from PIL import Image
 
 from bigmodel_jax import data
 from bigmodel_jax.data import dataset as dataset_lib
+from bigmodel_jax.data import spec as spec_lib
 from bigmodel_jax.data import tabular
 from bigmodel_jax.data import text as text_lib
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.infer import predict
+from experiments import cli
 
-DIGITS = {'task': 'classification', 'input_shape': [8, 8, 1], 'num_classes': 3,
-          'class_names': ['cat', 'dog', 'owl']}
-RGB = {**DIGITS, 'input_shape': [6, 5, 3]}
+DIGITS = spec_lib.image_spec('pets', input_shape=(8, 8, 1), class_names=['cat', 'dog', 'owl'])
+RGB = dataclasses.replace(DIGITS, input_shape=(6, 5, 3))
 
 
 def png(path, pixels: np.ndarray) -> str:
@@ -78,7 +81,8 @@ def table(tmp_path_factory):
   cells[2][1] = ''  # a missing area
   lines = ['rooms,area,price'] + [','.join(row) for row in cells]
   path.write_text('\n'.join(lines) + '\n')
-  dataset = tabular.load_csv(str(path), target='price', test_fraction=0.2, seed=0)
+  dataset = tabular.load_csv(str(path), target='price', test_fraction=0.2,
+                             validation_fraction=0.1, seed=0)
   return dataset, str(path)
 
 
@@ -93,18 +97,22 @@ def test_csv_rows_get_the_training_cleaning_and_statistics(table, tmp_path):
     writer.writerow(['id', 'area', 'rooms'])
     for i, row in enumerate(values):
       writer.writerow([i, '' if np.isnan(row[1]) else repr(float(row[1])), repr(float(row[0]))])
-  names, inputs = predict.prepare_inputs(dataset.metadata, [str(new)])
+  names, inputs = predict.prepare_inputs(dataset.spec, [str(new)])
   assert names[0] == f'{new}:2' and len(names) == 50
-  expected = data.normalize_features(values[:, :2], dataset.metadata['normalization'])
+  expected = data.normalize_features(values[:, :2], dataset.spec.normalization)
   np.testing.assert_allclose(inputs, expected, rtol=1e-6)
   # The rows the dataset held out come out exactly as the model was evaluated on them.
-  _, test_rows = dataset_lib.seeded_split(50, 0.2, 0, what='table')
-  np.testing.assert_allclose(
-      inputs[test_rows], [dataset.test[i]['inputs'] for i in range(len(dataset.test))],
-      rtol=1e-6)
-  stats = dataset.metadata['normalization']
+  train_rows, validation_rows, test_rows = dataset_lib.seeded_split(50, 0.2, 0.1, 0, what='table')
+  for rows, source in ((test_rows, dataset.test), (validation_rows, dataset.validation),
+                       (train_rows, dataset.train)):
+    np.testing.assert_allclose(inputs[rows], [source[i]['inputs'] for i in range(len(source))],
+                               rtol=1e-6)
+  # The spec read back from its JSON (as a workdir or an export keeps it) prepares the same.
+  stored = data.DataSpec.from_json(json.loads(json.dumps(dataset.spec.to_json())))
+  np.testing.assert_array_equal(predict.prepare_inputs(stored, [str(new)])[1], inputs)
+  stats = dataset.spec.normalization
   assert np.isnan(values[2, 1])
-  np.testing.assert_allclose(inputs[2, 1], (stats['fill'][1] - stats['mean'][1]) / stats['std'][1],
+  np.testing.assert_allclose(inputs[2, 1], (stats.fill[1] - stats.mean[1]) / stats.std[1],
                              rtol=1e-6)
 
 
@@ -113,18 +121,20 @@ def test_csv_without_a_feature_column_names_the_columns_needed(table, tmp_path):
   bad = tmp_path / 'bad.csv'
   bad.write_text('rooms,size\n1,2\n')
   with pytest.raises(UserInputError,
-                     match=r'--inputs=.*bad.csv lacks the feature column\(s\) area; the model '
-                           r'needs the columns rooms, area'):
-    predict.prepare_inputs(dataset.metadata, [str(bad)])
+                     match=r'^inputs .*bad.csv: lacks the feature column\(s\) area; the model '
+                           r'needs the columns rooms, area') as error:
+    predict.prepare_inputs(dataset.spec, [str(bad)])
+  assert (error.value.subject, error.value.value) == ('inputs', str(bad))
+  assert re.match(r'--inputs=.*bad.csv: lacks the feature column\(s\) area; the model needs the '
+                  r'columns rooms, area', cli.describe(error.value))
   words = tmp_path / 'words.csv'
   words.write_text('rooms,area\n1,big\n')
   with pytest.raises(UserInputError, match="column 'area': 'big' is not a number"):
-    predict.prepare_inputs(dataset.metadata, [str(words)])
+    predict.prepare_inputs(dataset.spec, [str(words)])
 
 
-TEXT = {'task': 'classification', 'input_shape': [10], 'num_classes': 2, 'seq_len': 10,
-        'class_names': ['comedy', 'tragedy'], 'vocab_size': 6,
-        'tokenizer': {'type': 'char', 'vocab': ' abct'}}
+TEXT = spec_lib.text_spec('genre', 'classification', tokenizer=data.CharTokenizer(' abct'),
+                          seq_len=10, class_names=['comedy', 'tragedy'])
 
 
 def test_texts_are_encoded_cut_and_padded_as_training_passages(tmp_path):
@@ -132,14 +142,20 @@ def test_texts_are_encoded_cut_and_padded_as_training_passages(tmp_path):
   lines.write_text('a cat\n\nbat bat bat bat\n')
   names, inputs = predict.prepare_inputs(TEXT, [str(lines)], texts=['tab!'])
   assert names == ['tab!', 'a cat', 'bat bat bat bat']
-  tokenizer = data.tokenizer_from_dict(TEXT['tokenizer'])
+  assert TEXT.tokenizer.vocab_size == 6
+  tokenizer = data.tokenizer_from_dict({'type': 'char', 'vocab': ' abct'})
   np.testing.assert_array_equal(inputs[1], text_lib.encode_passage(tokenizer, 'a cat', 10))
   np.testing.assert_array_equal(inputs[0], [5, 2, 3] + [0] * 7)  # '!' is not in the vocabulary
   np.testing.assert_array_equal(inputs[2], [3, 2, 5, 1, 3, 2, 5, 1, 3, 2])
-  with pytest.raises(UserInputError, match='--text is for text models'):
+  with pytest.raises(UserInputError, match=r'^text a cat: is for text models') as error:
     predict.prepare_inputs(DIGITS, [], texts=['a cat'])
+  assert cli.describe(error.value).startswith('--text=a cat: is for text models')
+  language_model = spec_lib.text_spec('genre', 'language_modeling', tokenizer=TEXT.tokenizer,
+                                      seq_len=10)
   with pytest.raises(UserInputError, match='language model: continue text with'):
-    predict.prepare_inputs({**TEXT, 'task': 'language_modeling'}, [], texts=['a cat'])
+    predict.prepare_inputs(language_model, [], texts=['a cat'])
+  with pytest.raises(UserInputError, match=r"^inputs '': is empty; give text") as error:
+    predict.prepare_inputs(TEXT, [])
 
 
 def test_rows_table_and_files(tmp_path):
@@ -156,11 +172,14 @@ def test_rows_table_and_files(tmp_path):
   with open(tmp_path / 'out.csv') as f:
     read = list(csv.DictReader(f))
   assert read[1]['prediction'] == 'cat' and float(read[1]['p(cat)']) == rows[1]['p(cat)']
-  regression = predict.prediction_rows({'task': 'regression', 'target': 'price'}, ['r'],
-                                       np.array([[3.5]]))
+  spec = data.DataSpec(name='houses', task='regression', input_kind='features',
+                       input_shape=(1,), num_outputs=1, feature_names=('area',), target='price',
+                       normalization=data.Normalization((0.0,), (0.0,), (1.0,)))
+  regression = predict.prediction_rows(spec, ['r'], np.array([[3.5]]))
   assert regression == [{'input': 'r', 'price': 3.5}]
-  with pytest.raises(UserInputError, match='--output=out.txt: give a .csv or .json'):
+  with pytest.raises(UserInputError, match='^output out.txt: give a .csv or .json') as error:
     predict.check_output_path('out.txt')
+  assert cli.describe(error.value) == '--output=out.txt: give a .csv or .json file name'
 
 
 def test_run_in_batches_pads_to_one_shape_and_drops_the_padding():

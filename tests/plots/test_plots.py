@@ -3,6 +3,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from PIL import Image
 
 from bigmodel_jax import plots
@@ -28,18 +29,22 @@ def write_metrics(path, records):
   path.write_text(''.join(json.dumps(r) + '\n' for r in records))
 
 
-def test_curves_use_the_last_record_of_a_step_and_log_scale_for_a_falling_loss(tmp_path):
+@pytest.mark.parametrize('split', ['validation', 'eval'])  # 'eval': runs before the split
+def test_curves_use_the_last_record_of_a_step_and_log_scale_for_a_falling_loss(tmp_path, split):
   records = [{'step': s, 'split': 'train', 'loss': 3.0 / s, 'accuracy': 0.1 * s}
              for s in range(1, 9)]
-  records += [{'step': 4, 'split': 'eval', 'loss': 0.9, 'accuracy': 0.3},
-              {'step': 8, 'split': 'eval', 'loss': 0.5, 'accuracy': 0.6},
+  records += [{'step': 4, 'split': split, 'loss': 0.9, 'accuracy': 0.3},
+              {'step': 8, 'split': split, 'loss': 0.5, 'accuracy': 0.6},
               {'step': 8, 'split': 'cost', 'params': 10}]
   # A resumed run logged step 8 again: its later line is the one drawn.
-  records.append({'step': 8, 'split': 'eval', 'loss': 0.4, 'accuracy': 0.7})
+  records.append({'step': 8, 'split': split, 'loss': 0.4, 'accuracy': 0.7})
   write_metrics(tmp_path / 'metrics.jsonl', records)
   read = curves.read_metrics(str(tmp_path / 'metrics.jsonl'))
   assert [r['step'] for r in read] == sorted(r['step'] for r in read)
-  assert [r['loss'] for r in read if r['split'] == 'eval'] == [0.9, 0.4]
+  # Old 'eval' records are read as the validation split they were.
+  assert [r['loss'] for r in read if r['split'] == 'validation'] == [0.9, 0.4]
+  assert not [r for r in read if r['split'] == 'eval']
+  assert len([r for r in read if r['split'] == 'train']) == 8
 
   figure = curves.plot_curves(read, 'cnn on digits')
   loss_axes, accuracy_axes = figure.axes
@@ -48,18 +53,22 @@ def test_curves_use_the_last_record_of_a_step_and_log_scale_for_a_falling_loss(t
   assert (loss_axes.get_xlabel(), loss_axes.get_ylabel()) == ('step', 'loss')
   assert accuracy_axes.get_ylabel() == 'accuracy'
   lines = {line.get_label(): line for line in loss_axes.get_lines()}
-  np.testing.assert_array_equal(lines['eval'].get_xdata(), [4, 8])
-  np.testing.assert_array_equal(lines['eval'].get_ydata(), [0.9, 0.4])
+  assert set(lines) == {'train', 'validation'}
+  np.testing.assert_array_equal(lines['validation'].get_xdata(), [4, 8])
+  np.testing.assert_array_equal(lines['validation'].get_ydata(), [0.9, 0.4])
   assert len(lines['train'].get_xdata()) == 8
+  accuracy = {line.get_label(): line for line in accuracy_axes.get_lines()}
+  np.testing.assert_array_equal(accuracy['validation'].get_ydata(), [0.3, 0.7])
   saved_png(figure, tmp_path / 'curves.png')
 
 
 def test_flat_loss_keeps_a_linear_axis_and_no_quality_panel():
   records = [{'step': s, 'split': split, 'loss': 1.0 + 0.01 * s}
-             for s in range(1, 5) for split in ('train', 'eval')]
+             for s in range(1, 5) for split in ('train', 'validation')]
   figure = curves.plot_curves(records, 'transformer on shakespeare')
   (axes,) = figure.axes
   assert axes.get_yscale() == 'linear'
+  assert {line.get_label() for line in axes.get_lines()} == {'train', 'validation'}
 
 
 def test_image_grid_marks_wrong_predictions_red(tmp_path):

@@ -1,5 +1,6 @@
 """End-to-end training through the library function, on the embedded offline datasets."""
 
+import dataclasses
 import json
 import math
 import os
@@ -10,8 +11,11 @@ import pytest
 
 from bigmodel_jax import data
 from bigmodel_jax.errors import NonFiniteError, UserInputError
-from bigmodel_jax.train import run_files
-from bigmodel_jax.train.loop import load_dataset, train_and_evaluate
+from bigmodel_jax.infer.evaluate import evaluate_trained
+from bigmodel_jax.run import trained as trained_lib
+from bigmodel_jax.run.trained import load_dataset
+from bigmodel_jax.train import hooks
+from bigmodel_jax.train.loop import train_and_evaluate
 from experiments.configs import cnn as cnn_config
 from experiments.configs import mlp as mlp_config
 from experiments.configs import transformer as transformer_config
@@ -24,17 +28,25 @@ def _quiet(config):
   return config
 
 
+def _test_metrics(workdir):
+  """The test split's metrics, as experiments.evaluate computes them after training."""
+  return evaluate_trained(trained_lib.load_trained(str(workdir)), 'test')['metrics']
+
+
 def test_digits_mlp_reaches_95_percent(tmp_path):
   config = _quiet(mlp_config.get_config())
   summary = train_and_evaluate(config, str(tmp_path))
-  assert summary['eval']['accuracy'] >= 0.95, summary['eval']
-  assert summary['eval']['f1'] >= 0.94
+  assert summary['validation']['accuracy'] >= 0.93, summary['validation']
+  test = _test_metrics(tmp_path)
+  assert test['accuracy'] >= 0.95, test
+  assert test['f1'] >= 0.94
   assert summary['cost']['params'] == 64 * 128 + 128 + 128 * 10 + 10
 
 
 def test_digits_cnn_reaches_97_percent(tmp_path):
   summary = train_and_evaluate(_quiet(cnn_config.get_config()), str(tmp_path))
-  assert summary['eval']['accuracy'] >= 0.97, summary['eval']
+  assert summary['validation']['accuracy'] >= 0.95, summary['validation']
+  assert _test_metrics(tmp_path)['accuracy'] >= 0.97
 
 
 def test_regression_mlp_reaches_high_r2(tmp_path):
@@ -45,7 +57,7 @@ def test_regression_mlp_reaches_high_r2(tmp_path):
   config.num_steps = 1500
   summary = train_and_evaluate(config, str(tmp_path))
   assert summary['cost']['task'] == 'regression'
-  assert summary['eval']['r2'] > 0.9, summary['eval']
+  assert summary['validation']['r2'] > 0.9, summary['validation']
 
 
 def _unigram_entropy_nats(tokens: np.ndarray) -> float:
@@ -67,12 +79,12 @@ def test_char_lm_learns_beyond_unigram_statistics(tmp_path):
   sample = np.concatenate([dataset.train[i]['inputs'] for i in range(0, 200_000, 64)])
   entropy = _unigram_entropy_nats(sample)
   # A unigram model cannot go below the unigram entropy; this LM must use context.
-  assert summary['eval']['loss'] < entropy - 0.5, (summary['eval'], entropy)
-  assert math.isclose(summary['eval']['perplexity'], math.exp(summary['eval']['loss']), rel_tol=1e-6)
+  assert summary['validation']['loss'] < entropy - 0.5, (summary['validation'], entropy)
+  assert math.isclose(summary['validation']['perplexity'], math.exp(summary['validation']['loss']), rel_tol=1e-6)
 
 
 def _final_params(workdir):
-  return run_files.load_trained(workdir).params
+  return trained_lib.load_trained(workdir).params
 
 
 def test_interrupted_run_resumes_to_identical_parameters(tmp_path):
@@ -90,8 +102,8 @@ def test_interrupted_run_resumes_to_identical_parameters(tmp_path):
       raise Interrupt()
 
   with pytest.raises(Interrupt):
-    train_and_evaluate(config, str(tmp_path / 'resumed'), on_step=crash_at_45)
-  assert run_files.load_trained(str(tmp_path / 'resumed')).step == 40
+    train_and_evaluate(config, str(tmp_path / 'resumed'), hooks=(hooks.Callback(1, fn=crash_at_45),))
+  assert trained_lib.load_trained(str(tmp_path / 'resumed')).step == 40
   train_and_evaluate(config, str(tmp_path / 'resumed'))
   straight, resumed = _final_params(str(tmp_path / 'straight')), _final_params(str(tmp_path / 'resumed'))
   jax.tree.map(np.testing.assert_array_equal, straight, resumed)
@@ -102,9 +114,9 @@ def test_finished_run_says_so(tmp_path):
   config.num_steps = 10
   first = train_and_evaluate(config, str(tmp_path))
   again = train_and_evaluate(config, str(tmp_path))
-  assert again['already_finished'] and again['eval'] == first['eval']
+  assert again['already_finished'] and again['validation'] == first['validation']
   records = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
-  assert {r['split'] for r in records} == {'train', 'eval', 'cost'}
+  assert {r['split'] for r in records} == {'train', 'validation', 'cost'}
   assert os.listdir(tmp_path / 'tensorboard')
 
 
@@ -205,3 +217,32 @@ def test_resume_with_other_shapes_is_refused_and_leaves_the_workdir_as_it_was(tm
   config.model.hidden_sizes = (128,)
   config.num_steps, config.log_every = 20, 5  # safe: longer, logged more often
   assert train_and_evaluate(config, str(tmp_path))['cost']['step'] == 20
+
+
+class _Untouchable:
+  """A split that fails the test the moment anything reads it."""
+
+  def __len__(self):
+    raise AssertionError('training read the length of the test split')
+
+  def __getitem__(self, index):
+    raise AssertionError(f'training read example {index} of the test split')
+
+
+def test_training_never_reads_the_test_split(tmp_path, monkeypatch):
+  load = trained_lib.load_dataset
+
+  def without_test(config):
+    dataset = load(config)
+    return dataclasses.replace(dataset, test=_Untouchable())
+
+  monkeypatch.setattr(trained_lib, 'load_dataset', without_test)
+  config = _quiet(mlp_config.get_config())
+  config.num_steps, config.eval_every, config.checkpoint_every = 20, 10, 10
+  summary = train_and_evaluate(config, str(tmp_path))
+  # It did evaluate, on the validation split (180 of the 1,797 digits).
+  records = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+  assert [r['step'] for r in records if r['split'] == 'validation'] == [10, 20]
+  assert summary['validation']['loss'] == records[-2]['loss']
+  with pytest.raises(AssertionError, match='test split'):  # the guard itself works
+    evaluate_trained(trained_lib.load_trained(str(tmp_path)), 'test')

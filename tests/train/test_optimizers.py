@@ -4,8 +4,10 @@ import optax
 import pytest
 
 from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.train import checks
 from bigmodel_jax.train import optimizers
 from experiments.configs import base
+from experiments.configs import mlp
 
 
 def _optimizer_config(**overrides):
@@ -65,5 +67,7 @@ def test_every_optimizer_lowers_a_quadratic(name):
 
 
 def test_unknown_optimizer_is_rejected():
+  config = mlp.get_config()
+  config.optimizer.name = 'lion'
   with pytest.raises(UserInputError, match='config.optimizer.name'):
-    optimizers.create_optimizer(_optimizer_config(name='lion'), 10)
+    checks.validate_config(config)

@@ -17,13 +17,13 @@ import optax
 import pytest
 
 from bigmodel_jax.errors import UserInputError
-from bigmodel_jax.train import run_files
+from bigmodel_jax.run import trained as trained_lib
 from bigmodel_jax.train import step as step_lib
 from bigmodel_jax.train import strategies
 from bigmodel_jax.train import tasks
 from bigmodel_jax.train.loop import train_and_evaluate
 from bigmodel_jax.train.state import create_train_state
-from bigmodel_jax.train.validation import validate_strategy
+from bigmodel_jax.train.checks import validate_strategy
 from experiments.configs import mlp as mlp_config
 from toy import ToyClassifier, toy_batch
 
@@ -183,9 +183,9 @@ def test_a_run_moves_between_strategies_through_its_checkpoint(tmp_path):
   second = train_and_evaluate(_run_config('mesh', fsdp=True, grad_accum_steps=2), moved)
   assert second['cost']['strategy'] == 'mesh' and second['cost']['fsdp']
   assert second['cost']['grad_accum_steps'] == 2
-  _assert_close(run_files.load_trained(str(tmp_path / 'single')).params,
-                run_files.load_trained(moved).params)
-  assert abs(second['eval']['loss'] - straight['eval']['loss']) < 1e-5
+  _assert_close(trained_lib.load_trained(str(tmp_path / 'single')).params,
+                trained_lib.load_trained(moved).params)
+  assert abs(second['validation']['loss'] - straight['validation']['loss']) < 1e-5
   # Model FLOPs do not depend on how the step is split.
   assert second['cost']['flops_per_step'] == straight['cost']['flops_per_step'] > 0
 
@@ -197,9 +197,9 @@ def test_bfloat16_compute_trains_with_float32_params(tmp_path):
   config.optimizer.learning_rate = 1e-2
   summary = train_and_evaluate(config, str(tmp_path))
   assert summary['cost']['dtype'] == 'bfloat16'
-  params = run_files.load_trained(str(tmp_path)).params
+  params = trained_lib.load_trained(str(tmp_path)).params
   assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {np.dtype('float32')}
   losses = [r['loss'] for r in map(json.loads, open(tmp_path / 'metrics.jsonl'))
             if r['split'] == 'train']
   assert losses[-1] < 0.5 * losses[0], losses
-  assert summary['eval']['accuracy'] > 0.8, summary['eval']
+  assert summary['validation']['accuracy'] > 0.8, summary['validation']

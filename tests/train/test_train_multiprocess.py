@@ -6,17 +6,20 @@ half of every batch, process 0 alone writes the run files, and both write the ch
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
 import pytest
 
-from bigmodel_jax.train import run_files
+from bigmodel_jax.run import trained as trained_lib
+from conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # A large constant learning rate, so that 6 steps move the parameters well beyond the tolerance.
 ARGS = ['--model=mlp', '--config.num_steps=6', '--config.optimizer.name=sgd',
         '--config.optimizer.learning_rate=0.5', '--config.optimizer.warmup_steps=0',
@@ -66,16 +69,16 @@ def test_two_processes_match_one(tmp_path, strategy, fsdp):
     _two_processes(str(tmp_path / 'two'), *flags, '--config.num_steps=3')
   outputs = _two_processes(str(tmp_path / 'two'), *flags)
   _finish(one)
-  assert '"eval"' in outputs[0] and '"eval"' not in outputs[1]  # process 0 prints the summary
+  assert '"validation"' in outputs[0] and '"validation"' not in outputs[1]  # process 0 prints the summary
   summary = json.load(open(tmp_path / 'two' / 'summary.json'))
   assert summary['cost']['num_processes'] == 2 and summary['cost']['num_devices'] == 4
   assert summary['cost']['strategy'] == strategy and summary['cost']['fsdp'] == fsdp
-  one_params = run_files.load_trained(str(tmp_path / 'one')).params
-  two_params = run_files.load_trained(str(tmp_path / 'two')).params
+  one_params = trained_lib.load_trained(str(tmp_path / 'one')).params
+  two_params = trained_lib.load_trained(str(tmp_path / 'two')).params
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6),
                one_params, two_params)
-  one_eval = json.load(open(tmp_path / 'one' / 'summary.json'))['eval']
-  assert abs(summary['eval']['loss'] - one_eval['loss']) < 1e-6
+  one_eval = json.load(open(tmp_path / 'one' / 'summary.json'))['validation']
+  assert abs(summary['validation']['loss'] - one_eval['loss']) < 1e-6
 
 
 def test_incomplete_process_flags_exit_2_with_one_line(tmp_path):
@@ -86,3 +89,25 @@ def test_incomplete_process_flags_exit_2_with_one_line(tmp_path):
       'error: --coordinator_address, --num_processes and --process_id go together; got '
       "'localhost:1234', None, None")
   assert not (tmp_path / 'run').exists()
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_saved_step(tmp_path):
+  workdir = str(tmp_path / 'run')
+  port = _free_port()
+  processes = [_start(workdir, 1, '--config.num_steps=100000', '--config.eval_every=100000',
+                      '--config.checkpoint_every=100000', '--config.preemption_sync_every=2',
+                      f'--coordinator_address=localhost:{port}', '--num_processes=2',
+                      f'--process_id={i}') for i in range(2)]
+  metrics = os.path.join(workdir, 'metrics.jsonl')
+  deadline = time.time() + 180
+  while not (os.path.exists(metrics) and open(metrics).read().count('"train"') >= 2):
+    assert time.time() < deadline and all(p.poll() is None for p in processes)
+    time.sleep(0.05)
+  processes[1].send_signal(signal.SIGTERM)  # process 0 never sees a signal
+  errors = [p.communicate(timeout=120)[1] for p in processes]
+  assert [p.returncode for p in processes] == [128 + signal.SIGTERM] * 2, errors
+  stopped = [re.search(r'stopped at step (\d+) by SIGTERM', e) for e in errors]
+  assert all(stopped), errors
+  step = int(stopped[0].group(1))
+  assert int(stopped[1].group(1)) == step and step % 2 == 0  # agreed at a sync step
+  assert trained_lib.load_trained(workdir).step == step  # the collective save completed

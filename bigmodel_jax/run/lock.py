@@ -12,15 +12,14 @@ import socket
 from absl import logging
 
 from bigmodel_jax.errors import UserInputError
-
-LOCK = '.lock'
+from bigmodel_jax.run import files
 
 
 class WorkdirLock:
   """Context manager holding the lock of `workdir` (which must exist)."""
 
   def __init__(self, workdir: str):
-    self.path = os.path.join(workdir, LOCK)
+    self.path = os.path.join(workdir, files.LOCK)
     self._fd: int | None = None
 
   def __enter__(self) -> 'WorkdirLock':
@@ -30,8 +29,9 @@ class WorkdirLock:
     except BlockingIOError:
       holder = os.read(fd, 200).decode('utf-8', 'replace').strip() or 'another process'
       os.close(fd)
-      raise UserInputError(f'--workdir={os.path.dirname(self.path)} is in use by {holder}; wait '
-                           'for that run to end (or stop it), or choose another --workdir') from None
+      raise UserInputError(f'is in use by {holder}; wait for that run to end (or stop it), or '
+                           'choose another workdir', subject='workdir',
+                           value=os.path.dirname(self.path)) from None
     previous = os.read(fd, 200).decode('utf-8', 'replace').strip()
     if previous:
       logging.info('Taking over the lock of %s, which is no longer running.', previous)

@@ -3,7 +3,8 @@ import logging
 import pytest
 
 from bigmodel_jax.errors import UserInputError
-from bigmodel_jax.train import resume
+from bigmodel_jax.run import resume
+from experiments import cli
 from experiments.configs import transformer as transformer_config
 
 
@@ -19,7 +20,8 @@ def test_shape_changes_are_refused_naming_every_field():
     resume.check_config_change(_saved(), config, 'runs/x')
   message = str(error.value)
   assert 'other values of data.seq_len: 128 -> 256, model.d_model: 128 -> 64;' in message
-  assert '--workdir=runs/x' in message and '\n' not in message
+  assert (error.value.subject, error.value.value) == ('workdir', 'runs/x') and '\n' not in message
+  assert cli.describe(error.value).startswith('--workdir=runs/x: was trained with other values')
 
 
 def test_safe_changes_are_allowed_and_logged(caplog):

@@ -15,7 +15,7 @@ from bigmodel_jax.errors import UserInputError
 
 SAFE_FIELDS = frozenset({
     'num_steps', 'log_every', 'eval_every', 'eval_batches', 'checkpoint_every',
-    'keep_checkpoints', 'skip_nonfinite_updates',
+    'keep_checkpoints', 'skip_nonfinite_updates', 'preemption_sync_every',
     # The schedule's length; its shape (name, peak, end ratio) would change the run.
     'optimizer.warmup_steps', 'optimizer.decay_every',
     'data.data_dir',  # where the same prepared data lives
@@ -50,9 +50,11 @@ def check_config_change(saved: dict[str, Any], config: ConfigDict, workdir: str)
   unsafe = {k: v for k, v in changed.items()
             if k not in SAFE_FIELDS and not k.startswith(SAFE_PREFIXES)}
   if unsafe:
+    older = any(a is missing for a, _ in unsafe.values())
     raise UserInputError(
-        f'--workdir={workdir} was trained with other values of {describe(unsafe)}; its '
-        'checkpoints cannot continue under the new ones: rerun with the old values or choose a '
-        'new --workdir')
+        f'was trained with other values of {describe(unsafe)}; its checkpoints cannot continue '
+        'under the new ones: rerun with the old values or choose a new workdir'
+        + (' ((none): the field did not exist when this workdir was written)' if older else ''),
+        subject='workdir', value=workdir)
   if changed:
     logging.info('Resuming with changed settings: %s', describe(changed))

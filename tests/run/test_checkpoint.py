@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bigmodel_jax.train import checkpoint as checkpoint_lib
-from bigmodel_jax.train.checkpoint import Checkpointer
+from bigmodel_jax.run import checkpoint as checkpoint_lib
+from bigmodel_jax.run.checkpoint import Checkpointer
 from bigmodel_jax.train.state import TrainState
 
 
@@ -27,14 +27,18 @@ def _abstract():
 def _save_steps(directory, steps, keep=5):
   checkpointer = Checkpointer(str(directory), keep=keep)
   for step in steps:
-    checkpointer.save(step, _state(step), {'position': step}, {'sums': {}, 'step': step})
+    checkpointer.save(step, _state(step), data={'position': step}, log={'sums': {}, 'step': step})
   checkpointer.close()
 
 
 def _restore(directory):
   checkpointer = Checkpointer(str(directory), keep=5)
   try:
-    return checkpointer.restore_latest(_abstract())
+    restored = checkpointer.restore_latest(_abstract(), ('data', 'log'))
+    if restored is None:
+      return None
+    step, state, items = restored
+    return step, state, items['data'], items['log']
   finally:
     checkpointer.close()
 
@@ -128,3 +132,15 @@ def test_params_for_inference_skip_a_corrupt_newest_step(tmp_path):
   assert step == 1
   np.testing.assert_array_equal(params['w'], np.arange(1000.0))
   assert os.path.isdir(tmp_path / 'ckpt' / '2')  # reading never moves anything
+
+
+def test_the_best_validation_step_is_kept_beside_the_newest(tmp_path):
+  checkpointer = Checkpointer(str(tmp_path / 'ckpt'), keep=2)
+  losses = {1: 0.9, 2: 0.3, 3: 0.5, 4: None, 5: 0.7, 6: None}
+  for step, loss in losses.items():
+    checkpointer.save(step, _state(step), validation_loss=loss, data={'position': step})
+    checkpointer.close()  # each save committed before the next decides what to delete
+    checkpointer = Checkpointer(str(tmp_path / 'ckpt'), keep=2)
+  checkpointer.close()
+  # The newest two (5, 6) and the lowest validation loss (step 2).
+  assert checkpoint_lib.saved_steps(str(tmp_path / 'ckpt')) == [2, 5, 6]

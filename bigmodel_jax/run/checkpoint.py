@@ -1,8 +1,9 @@
-"""Orbax checkpoints of the train state, the input pipeline's position and the log interval.
+"""Orbax checkpoints of any pytree of arrays plus named JSON items, one step directory each.
 
-All three are saved in one step directory, so a resumed run continues with exactly the batch it
-would have seen next and logs exactly the averages it would have logged. Saves are asynchronous:
-training continues while the files are written.
+The trainer saves its train state with the input pipeline's position and the log interval as
+JSON items, so a resumed run continues with exactly the batch it would have seen next and logs
+exactly the averages it would have logged. Saves are asynchronous: training continues while the
+files are written.
 
 Safety on disk:
   * Orbax writes a step into `<step>.orbax-checkpoint-tmp` and renames it when complete; a save
@@ -11,7 +12,8 @@ Safety on disk:
     step, so the checksum is part of the atomic commit. Restoring verifies it: a truncated or
     altered step is reported with its path, moved to `checkpoints.corrupt/` (never deleted) and
     the previous step is used.
-  * Old steps beyond `keep` are deleted only after a newer step is committed.
+  * Old steps beyond `keep` are deleted only after a newer step is committed; the step with the
+    lowest validation loss is kept as well.
 """
 
 import hashlib
@@ -24,8 +26,6 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
-
-from bigmodel_jax.train.state import TrainState
 
 MANIFEST = 'sha256.json'
 CORRUPT_SUFFIX = '.corrupt'
@@ -92,16 +92,31 @@ def newest_intact_step(directory: str, steps: Iterable[int],
   return None
 
 
+def _validation_loss(metrics: dict[str, float]) -> float:
+  return metrics['validation_loss']
+
+
 class Checkpointer:
-  """Saves steps asynchronously, keeps the newest `keep`, restores the newest intact one."""
+  """Saves steps asynchronously, restores the newest intact one.
+
+  Keeps the newest `keep` steps and the step saved with the lowest `validation_loss`.
+  """
 
   def __init__(self, directory: str, *, keep: int):
     self.directory = os.path.abspath(directory)
     self._saving_step: int | None = None
+    policies = ocp.checkpoint_managers
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=True,
+            preservation_policy=policies.AnyPreservationPolicy([
+                policies.LatestN(keep),
+                policies.BestN(get_metric_fn=_validation_loss, n=1,
+                               reverse=True, keep_checkpoints_without_metrics=False)]),
+            # best_fn makes Orbax save the metrics with each step, so the best step is still
+            # known after a restart; the preservation policy decides what is kept.
+            best_fn=_validation_loss, best_mode='min',
+            create=True, enable_async_checkpointing=True,
             # Leftovers of saves that were killed half-way: never complete, never read.
             cleanup_tmp_directories=True,
             async_options=ocp.AsyncOptions(post_finalization_callback=self._write_manifest)))
@@ -124,20 +139,25 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def save(self, step: int, state: TrainState, data_state: dict[str, Any],
-           log_state: dict[str, Any]) -> None:
-    """Starts an asynchronous save of `step` (nothing if that step is already saved)."""
+  def save(self, step: int, state: Any, *, validation_loss: float | None = None,
+           **json_items: Any) -> None:
+    """Starts an asynchronous save of `step` (nothing if that step is already saved).
+
+    `state` is any pytree of arrays; each keyword is a JSON-serialisable item saved beside it.
+    `validation_loss`, where the step was evaluated, ranks it for keeping the best step.
+    """
     if step in self._manager.all_steps():
       return
     self._manager.wait_until_finished()  # the manifest callback reads which step is in flight
     self._saving_step = step
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
-        log=ocp.args.JsonSave(log_state)), force=True)
+    items = {name: ocp.args.JsonSave(value) for name, value in json_items.items()}
+    metrics = {'validation_loss': validation_loss} if validation_loss is not None else None
+    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), **items),
+                       metrics=metrics, force=True)
 
-  def restore_latest(self, abstract_state: TrainState
-                     ) -> tuple[int, TrainState, dict[str, Any], dict[str, Any]] | None:
-    """The newest intact step: (step, state, input position, log interval), or None if none.
+  def restore_latest(self, abstract_state: Any, json_names: Iterable[str] = ()
+                     ) -> tuple[int, Any, dict[str, Any]] | None:
+    """The newest intact step: (step, state, {name: JSON item}), or None if there is none.
 
     `abstract_state` (ShapeDtypeStructs with shardings) says where the arrays go. A step whose
     files do not match its checksums is moved to `checkpoints.corrupt/` and the next older is tried.
@@ -145,10 +165,11 @@ class Checkpointer:
     step = newest_intact_step(self.directory, self._manager.all_steps(), self._quarantine)
     if step is None:
       return None
+    json_names = tuple(json_names)
     restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore(),
-        log=ocp.args.JsonRestore()))
-    return step, restored.state, restored.data, restored.log
+        state=ocp.args.StandardRestore(abstract_state),
+        **{name: ocp.args.JsonRestore() for name in json_names}))
+    return step, restored.state, {name: restored[name] for name in json_names}
 
   def _quarantine(self, step: int, problem: str) -> None:
     """Moves the corrupt `step` to checkpoints.corrupt/ (kept for inspection, never deleted)."""
@@ -175,29 +196,38 @@ class Checkpointer:
     self._manager.close()
 
 
+def saved_steps(directory: str) -> list[int]:
+  """The committed steps in `directory` (temporary directories of unfinished saves excluded)."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(name) for name in os.listdir(directory)
+                if name.isdigit() and os.path.isdir(os.path.join(directory, name)))
+
+
 def latest_params(directory: str, abstract_params: Any) -> tuple[Any, int]:
   """Parameters of the newest checkpoint in `directory` and its step; no optimizer state is read.
 
   For evaluation and inference, which need neither the optimizer nor the data position. Steps
-  that fail their checksums are skipped with a warning (left in place: this only reads).
+  that fail their checksums are skipped with a warning (left in place: this only reads). The
+  step is read without a CheckpointManager: a manager opened on a directory it may not write
+  warns on every read, and this reader never writes.
   """
+  step = newest_intact_step(
+      directory, saved_steps(directory),
+      lambda bad, problem: logging.warning('Skipping corrupt checkpoint %s: %s',
+                                           os.path.join(directory, str(bad)), problem))
+  if step is None:
+    raise FileNotFoundError(f'no intact checkpoint in {directory}')
   # This process alone: in a multi-host run only process 0 reads (plots, samples), and Orbax's
   # barriers with processes that never reach them would hang it.
   alone = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(),
                                              active_processes={jax.process_index()})
-  manager = ocp.CheckpointManager(
-      os.path.abspath(directory),
-      options=ocp.CheckpointManagerOptions(create=False, read_only=True, save_interval_steps=0,
-                                           multiprocessing_options=alone))
-  step = newest_intact_step(
-      manager.directory, manager.all_steps(),
-      lambda bad, problem: logging.warning('Skipping corrupt checkpoint %s: %s',
-                                           os.path.join(manager.directory, str(bad)), problem))
-  if step is None:
-    raise FileNotFoundError(f'no intact checkpoint in {directory}')
   target = {'params': abstract_params}
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-      target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-      partial_restore=True)))
-  manager.close()
-  return restored.state['params'], step
+  with ocp.Checkpointer(ocp.PyTreeCheckpointHandler(multiprocessing_options=alone),
+                        multiprocessing_options=alone) as reader:
+    restored = reader.restore(
+        os.path.join(os.path.abspath(directory), str(step), 'state'),
+        args=ocp.args.PyTreeRestore(
+            target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+            partial_restore=True))
+  return restored['params'], step

@@ -6,10 +6,11 @@ import sys
 import pytest
 
 from bigmodel_jax.errors import UserInputError
-from bigmodel_jax.train.workdir_lock import LOCK, WorkdirLock
+from bigmodel_jax.run.files import LOCK
+from bigmodel_jax.run.lock import WorkdirLock
+from conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_HOLD = ('import sys, time\nfrom bigmodel_jax.train.workdir_lock import WorkdirLock\n'
+_HOLD = ('import sys, time\nfrom bigmodel_jax.run.lock import WorkdirLock\n'
          'with WorkdirLock(sys.argv[1]):\n  print("locked", flush=True)\n  time.sleep(60)\n')
 
 

@@ -1,9 +1,18 @@
-"""Checks of a run's config, done before any data is read or any file is written."""
+"""The one place a run's config is checked, before any data is read or any file is written.
+
+Each check exists once, here; the library below trusts a config that passed. Messages name the
+config field, the bad value and what is allowed.
+"""
+
+import numbers
+from typing import Any
 
 import jax
 from ml_collections import ConfigDict
 
+from bigmodel_jax import data
 from bigmodel_jax import models
+from bigmodel_jax.data import tokenizers
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.train import optimizers
 from bigmodel_jax.train import strategies
@@ -11,25 +20,50 @@ from bigmodel_jax.train import strategies
 DTYPES = ('float32', 'bfloat16', 'float16')
 
 _POSITIVE_INTS = ('batch_size', 'num_steps', 'grad_accum_steps', 'log_every', 'eval_every',
-                  'checkpoint_every', 'keep_checkpoints')
+                  'checkpoint_every', 'keep_checkpoints', 'preemption_sync_every', 'data.seq_len')
+_FRACTIONS = ('data.test_fraction', 'data.validation_fraction')
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _field(config: ConfigDict, path: str) -> Any:
+  for key in path.split('.'):
+    config = config[key]
+  return config
 
 
 def validate_config(config: ConfigDict) -> None:
   """Raises UserInputError naming the first field that is out of range (on these devices)."""
   for field in _POSITIVE_INTS:
-    value = config[field]
-    if not isinstance(value, int) or value <= 0:
+    value = _field(config, field)
+    if not _is_int(value) or value <= 0:
       raise UserInputError(f'config.{field} must be a positive integer, got {value!r}')
+  if not _is_int(config.seed) or config.seed < 0:
+    raise UserInputError(f'config.seed must be a non-negative integer, got {config.seed!r}')
+  for field in _FRACTIONS:
+    value = _field(config, field)
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 < value < 1:
+      raise UserInputError(
+          f'config.{field} must be a number strictly between 0 and 1, got {value!r}')
+  if config.data.test_fraction + config.data.validation_fraction >= 1:
+    raise UserInputError(
+        f'config.data.test_fraction + config.data.validation_fraction must be below 1 (some '
+        f'examples must train), got {config.data.test_fraction} + '
+        f'{config.data.validation_fraction}')
+  if config.data.tokenizer not in tokenizers.TOKENIZERS:
+    raise UserInputError(f'config.data.tokenizer={config.data.tokenizer!r} is not one of: '
+                         f'{", ".join(tokenizers.TOKENIZERS)}')
+  data.dataset_task(config.data.name)
   if not isinstance(config.skip_nonfinite_updates, bool):
     raise UserInputError('config.skip_nonfinite_updates must be True or False, got '
                          f'{config.skip_nonfinite_updates!r}')
   validate_strategy(config, num_devices=jax.device_count(), num_processes=jax.process_count())
-  if config.eval_batches < 0:
-    raise UserInputError(f'config.eval_batches must be >= 0 (0 = the whole test split), '
-                         f'got {config.eval_batches}')
-  if config.model.name not in models.MODELS:
-    raise UserInputError(f'unknown model {config.model.name!r}; choose one of: '
-                         f"{', '.join(sorted(models.MODELS))}")
+  if not _is_int(config.eval_batches) or config.eval_batches < 0:
+    raise UserInputError(f'config.eval_batches must be an integer >= 0 (0 = the whole '
+                         f'validation split), got {config.eval_batches!r}')
+  models.supported_tasks(config.model.name)  # an unknown model names the known ones
   if config.model.get('dtype', 'float32') not in DTYPES:
     raise UserInputError(f'config.model.dtype={config.model.dtype!r} is not supported; choose one '
                          f"of: {', '.join(DTYPES)}")
@@ -45,9 +79,6 @@ def validate_config(config: ConfigDict) -> None:
   for field in ('weight_decay', 'grad_clip_norm', 'warmup_steps'):
     if opt[field] < 0:
       raise UserInputError(f'config.optimizer.{field} must be >= 0, got {opt[field]!r}')
-  if not 0.0 < config.data.test_fraction < 1.0:
-    raise UserInputError('config.data.test_fraction must be between 0 and 1, got '
-                         f'{config.data.test_fraction!r}')
 
 
 def validate_strategy(config: ConfigDict, *, num_devices: int, num_processes: int) -> None:

@@ -1,0 +1,105 @@
+"""What a run is on disk: the workdir's file names, and reading and writing its JSON files.
+
+    workdir/
+      config.json      the full config the run was started with
+      dataset.json     the dataset's DataSpec (versioned): task, shapes, tokenizer, normalisation
+      checkpoints/     Orbax step directories (train state, input position, log interval,
+                       sha256.json); checkpoints.corrupt/ holds steps that failed their checksums
+      .lock            held by the run using the workdir (see run.lock)
+      metrics.jsonl    one JSON record per log/eval event
+      tensorboard/     event files
+      summary.json     final validation metrics, the best validation step and the cost report
+      plots/           PNG pictures (experiments.plot)
+
+Every read is validated: a missing or damaged file is a `UserInputError` naming it, never a
+traceback from the JSON parser.
+"""
+
+import json
+import os
+from typing import Any
+
+from ml_collections import ConfigDict
+
+from bigmodel_jax.data import DataSpec, SpecError
+from bigmodel_jax.errors import UserInputError
+
+CONFIG = 'config.json'
+DATASET = 'dataset.json'
+CHECKPOINTS = 'checkpoints'
+SUMMARY = 'summary.json'
+METRICS = 'metrics.jsonl'
+TENSORBOARD = 'tensorboard'
+PLOTS = 'plots'
+LOCK = '.lock'
+
+# Config fields added after runs were first written, with the value that reads an older run's
+# data as it was read then (its test split does not depend on it).
+_ADDED_CONFIG_FIELDS = {('data', 'validation_fraction'): 0.1}
+
+_RETRAIN = 'train the run again with python -m experiments.train'
+
+
+def write_json(path: str, value: Any) -> None:
+  """Writes atomically (temp file + rename): a reader never sees half a file."""
+  tmp = path + '.tmp'
+  with open(tmp, 'w', encoding='utf-8') as f:
+    json.dump(value, f, indent=2)
+  os.replace(tmp, path)
+
+
+def read_json(path: str) -> Any:
+  """The JSON value in `path`; a missing or damaged file is a UserInputError naming it."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      return json.load(f)
+  except FileNotFoundError:
+    raise UserInputError(f'{path} is missing') from None
+  except (OSError, UnicodeDecodeError, ValueError) as e:
+    raise UserInputError(f'{path} is damaged and cannot be read ({_first_line(e)}); restore '
+                         f'it from a copy or {_RETRAIN}') from None
+
+
+def _first_line(error: Exception) -> str:
+  return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def has_run(workdir: str) -> bool:
+  return os.path.exists(os.path.join(workdir, CONFIG))
+
+
+def read_config(workdir: str) -> ConfigDict:
+  """The config a run in `workdir` was started with, with fields added since filled in."""
+  path = os.path.join(workdir, CONFIG)
+  value = read_json(path)
+  if not isinstance(value, dict) or not isinstance(value.get('model'), dict):
+    raise UserInputError(f'{path} is damaged: it holds no run config; restore it from a copy or '
+                         f'{_RETRAIN}')
+  for (section, field), default in _ADDED_CONFIG_FIELDS.items():
+    value.get(section, {}).setdefault(field, default)
+  return ConfigDict(value)
+
+
+def write_config(workdir: str, config: ConfigDict) -> None:
+  write_json(os.path.join(workdir, CONFIG), config.to_dict())
+
+
+def read_spec(workdir: str) -> DataSpec:
+  """The DataSpec of the run in `workdir` (also from the metadata of runs older than it)."""
+  path = os.path.join(workdir, DATASET)
+  try:
+    return DataSpec.from_json(read_json(path))
+  except SpecError as e:
+    raise UserInputError(f'{path} is damaged: {e}; restore it from a copy or {_RETRAIN}') from None
+
+
+def write_spec(workdir: str, spec: DataSpec) -> None:
+  write_json(os.path.join(workdir, DATASET), spec.to_json())
+
+
+def read_summary(workdir: str) -> dict[str, Any]:
+  return read_json(os.path.join(workdir, SUMMARY))
+
+
+def write_summary(workdir: str, summary: dict[str, Any]) -> None:
+  write_json(os.path.join(workdir, SUMMARY), summary)

@@ -1,0 +1,82 @@
+"""A trained run, loaded for evaluation, inference, export or plots: config, spec, model, params."""
+
+import dataclasses
+import os
+from typing import Any
+
+import flax.linen as nn
+import jax
+from ml_collections import ConfigDict
+
+from bigmodel_jax import data
+from bigmodel_jax import models
+from bigmodel_jax.data import DataSpec
+from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.run import checkpoint
+from bigmodel_jax.run import files
+
+
+def load_dataset(config: ConfigDict) -> data.Dataset:
+  """The dataset that a run's `config.data` names, split with `config.seed`."""
+  return data.load_dataset(config.data.name, data_dir=config.data.data_dir,
+                           seq_len=config.data.seq_len, tokenizer=config.data.tokenizer,
+                           target=config.data.target, test_fraction=config.data.test_fraction,
+                           validation_fraction=config.data.validation_fraction, seed=config.seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """What a workdir says about its run."""
+  workdir: str
+  config: ConfigDict
+  spec: DataSpec
+
+  @property
+  def checkpoint_dir(self) -> str:
+    return os.path.join(self.workdir, files.CHECKPOINTS)
+
+
+def load_run(workdir: str) -> Run:
+  """The config and DataSpec of a trained run; UserInputError if `workdir` has none."""
+  if not files.has_run(workdir):
+    raise UserInputError(f'holds no training run (no {files.CONFIG}); train one first',
+                         subject='workdir', value=workdir)
+  return Run(workdir, files.read_config(workdir), files.read_spec(workdir))
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+  """A trained run loaded for evaluation or inference."""
+  run: Run
+  model: nn.Module
+  params: Any
+  step: int
+
+  @property
+  def spec(self) -> DataSpec:
+    return self.run.spec
+
+  @property
+  def config(self) -> ConfigDict:
+    return self.run.config
+
+
+def abstract_params(model: nn.Module, spec: DataSpec) -> Any:
+  """The shapes and dtypes of `model`'s parameters for `spec`'s inputs; nothing is allocated."""
+  return jax.eval_shape(
+      lambda: model.init(jax.random.PRNGKey(0), spec.example_inputs(), train=False))['params']
+
+
+def load_trained(workdir: str) -> Trained:
+  """The run in `workdir` with the parameters of its newest intact checkpoint."""
+  run = load_run(workdir)
+  model = models.build_model(run.config.model, run.spec)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
+                          abstract_params(model, run.spec))
+  try:
+    params, step = checkpoint.latest_params(run.checkpoint_dir, abstract)
+  except FileNotFoundError:
+    raise UserInputError('has no checkpoint yet; train it first', subject='workdir',
+                         value=workdir) from None
+  return Trained(run, model, params, step)

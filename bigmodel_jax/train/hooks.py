@@ -1,0 +1,186 @@
+"""The periodic work around the compiled step, as hooks the loop calls after each step.
+
+A hook runs when its `every` divides the step just finished, and at the run's last step; new
+periodic work is a new hook, not a new parameter of the loop (levanter's `add_hook(fn, every=n)`,
+CLU's periodic actions). Hooks run in list order, so a checkpoint saved at a step already holds
+what the logging and evaluation hooks of that step recorded.
+"""
+
+import dataclasses
+import signal
+import time
+from typing import Any, Callable, Protocol
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from bigmodel_jax import cost
+from bigmodel_jax.errors import NonFiniteError
+from bigmodel_jax.run.checkpoint import Checkpointer
+from bigmodel_jax.train.log_interval import LogInterval
+from bigmodel_jax.train.preemption import PreemptionWatcher
+from bigmodel_jax.train.writers import MetricWriter
+
+# JSON items saved beside the train state in every checkpoint.
+DATA_POSITION, LOG_INTERVAL = 'data', 'log'
+
+
+@dataclasses.dataclass
+class LoopState:
+  """What the loop shares with its hooks; the hooks read it and some of them update it."""
+  state: Any                      # the train state pytree, on the devices
+  step: int                       # steps finished
+  num_steps: int
+  interval: LogInterval           # device-side sums since the last log
+  train_iter: Any                 # grain iterator: get_state() is the input position
+  stop_signal: int | None = None  # set by the preemption hook, agreed by every process
+  paused_seconds: float = 0.0     # spent in hooks (evaluation) since the last log: not training
+  validation: dict[str, float] = dataclasses.field(default_factory=dict)  # the newest evaluation
+  validation_step: int | None = None
+  best: dict[str, Any] = dataclasses.field(default_factory=dict)  # {'step', 'loss'} of the best
+
+  @property
+  def is_last(self) -> bool:
+    return self.step == self.num_steps
+
+
+class Hook(Protocol):
+  every: int
+
+  def due(self, loop: LoopState) -> bool:
+    ...
+
+  def __call__(self, loop: LoopState) -> None:
+    ...
+
+
+@dataclasses.dataclass
+class Periodic:
+  """Base of the hooks below: due every `every` steps and at the last one."""
+  every: int
+
+  def due(self, loop: LoopState) -> bool:
+    return loop.step % self.every == 0 or loop.is_last
+
+
+def raise_if_nonfinite(interval: LogInterval, checkpointer: Checkpointer) -> None:
+  """Raises NonFiniteError if a step of `interval` had a NaN/Inf loss or gradient."""
+  first = int(interval.first_nonfinite_step)
+  if first < 0:
+    return
+  good = checkpointer.latest_step()
+  where = (f'{checkpointer.step_dir(good)} (step {good})' if good is not None
+           else 'none yet (the run restarts from its seed)')
+  raise NonFiniteError(
+      f'the loss or a gradient was NaN or infinite at step {first}; the run stopped. '
+      f'Last good checkpoint: {where}. Lower the learning rate, check the data, or set '
+      'config.skip_nonfinite_updates=True to skip such updates')
+
+
+@dataclasses.dataclass
+class AgreePreemption(Periodic):
+  """Stops every process at the same step when any of them got SIGTERM/SIGINT.
+
+  Each process's watcher sees only its own signals; a collective save needs every process, so
+  the flags are combined (the largest signal number wins) every `every` steps across processes.
+  One process reads its own flag after every step at no cost.
+  """
+  watcher: PreemptionWatcher = None
+
+  def due(self, loop: LoopState) -> bool:
+    return jax.process_count() == 1 or super().due(loop)
+
+  def __call__(self, loop: LoopState) -> None:
+    local = self.watcher.signal or 0  # read once: a signal may arrive at any line below
+    if jax.process_count() > 1:
+      local = int(np.max(multihost_utils.process_allgather(np.int32(local))))
+    if local:
+      loop.stop_signal = local
+
+
+@dataclasses.dataclass
+class LogMetrics(Periodic):
+  """Writes the interval's mean training metrics, the learning rate and the throughput."""
+  writer: MetricWriter = None
+  meter: cost.ThroughputMeter = None
+  schedule: Callable[[int], Any] = None
+  checkpointer: Checkpointer = None
+  empty: LogInterval = None       # what the interval restarts from
+  skip_nonfinite: bool = False
+  start_step: int = 0             # where this process started: its first interval compiles
+  steady_seconds: float = 0.0     # training time after the first interval
+  steady_steps: int = 0
+
+  def __post_init__(self):
+    self._last_step = self.start_step
+    self._start = time.perf_counter()
+
+  def __call__(self, loop: LoopState) -> None:
+    if not self.skip_nonfinite:
+      raise_if_nonfinite(loop.interval, self.checkpointer)
+    means = loop.interval.means()
+    if self.skip_nonfinite:
+      means['skipped_updates'] = int(loop.interval.nonfinite_steps)
+    steps = loop.step - self._last_step
+    elapsed = time.perf_counter() - self._start - loop.paused_seconds
+    if self._last_step > self.start_step:
+      self.steady_seconds += elapsed
+      self.steady_steps += steps
+    rates = self.meter.rates(steps, elapsed)
+    throughput = {k: rates[k] for k in ('examples_per_second', 'tokens_per_second') if k in rates}
+    learning_rate = float(self.schedule(loop.step - 1))
+    self.writer.write(loop.step, 'train', {**means, 'learning_rate': learning_rate, **throughput})
+    loop.interval, loop.paused_seconds = self.empty, 0.0
+    self._last_step, self._start = loop.step, time.perf_counter()
+
+  def seconds_per_step(self) -> float | None:
+    return self.steady_seconds / self.steady_steps if self.steady_steps else None
+
+
+@dataclasses.dataclass
+class Evaluate(Periodic):
+  """Evaluates the params on the validation split and keeps track of the best step."""
+  evaluate: Callable[[Any], dict[str, float]] = None  # params -> metrics
+  writer: MetricWriter = None
+
+  def __call__(self, loop: LoopState) -> None:
+    start = time.perf_counter()
+    loop.validation, loop.validation_step = self.evaluate(loop.state.params), loop.step
+    self.writer.write(loop.step, 'validation', loop.validation)
+    if not loop.best or loop.validation['loss'] < loop.best['loss']:
+      loop.best = {'step': loop.step, 'loss': loop.validation['loss']}
+    loop.paused_seconds += time.perf_counter() - start
+
+
+@dataclasses.dataclass
+class SaveCheckpoint(Periodic):
+  """Saves the state with the input position and log interval; also when the run must stop."""
+  checkpointer: Checkpointer = None
+  skip_nonfinite: bool = False
+
+  def due(self, loop: LoopState) -> bool:
+    return super().due(loop) or loop.stop_signal is not None
+
+  def __call__(self, loop: LoopState) -> None:
+    if not self.skip_nonfinite:
+      raise_if_nonfinite(loop.interval, self.checkpointer)
+    evaluated = loop.validation_step == loop.step
+    self.checkpointer.save(loop.step, loop.state,
+                           validation_loss=loop.validation['loss'] if evaluated else None,
+                           **{DATA_POSITION: loop.train_iter.get_state(),
+                              LOG_INTERVAL: loop.interval.to_json()})
+
+
+@dataclasses.dataclass
+class Callback(Periodic):
+  """Calls `fn(step)`: e.g. the entry point's progress bar."""
+  fn: Callable[[int], None] = None
+
+  def __call__(self, loop: LoopState) -> None:
+    self.fn(loop.step)
+
+
+def stop_message(loop: LoopState, checkpointer: Checkpointer) -> str:
+  return (f'stopped at step {loop.step} by {signal.Signals(loop.stop_signal).name}; checkpoint '
+          f'saved in {checkpointer.step_dir(loop.step)}; rerun the same command to continue')

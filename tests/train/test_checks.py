@@ -1,0 +1,82 @@
+"""Tests for bigmodel_jax.train.checks.validate_config: the one place a run's config is checked.
+
+The range checks of the data options and of the batch size used to live in the data loaders
+and the pipeline; these are their cases, now raised before any data is read.
+"""
+
+import importlib
+import time
+
+import pytest
+
+from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.train.checks import validate_config
+
+
+def _config(**fields):
+  """The MLP config with `fields` ('data.seq_len', 'seed', ...) set."""
+  config = importlib.import_module('experiments.configs.mlp').get_config()
+  for path, value in fields.items():
+    *parents, key = path.split('.')
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[key] = value
+  return config
+
+
+def test_the_mlp_config_passes():
+  validate_config(_config())
+  validate_config(_config(**{'data.name': 'shakespeare', 'data.tokenizer': 'byte',
+                             'data.seq_len': 1, 'eval_batches': 0}))
+
+
+@pytest.mark.parametrize('fields, message', [
+    ({'data.seq_len': 0}, r'^config.data.seq_len must be a positive integer, got 0$'),
+    ({'data.tokenizer': 'bpe'}, r"^config.data.tokenizer='bpe' is not one of: byte, char$"),
+    ({'data.test_fraction': 1.0}, r'^config.data.test_fraction must be a number strictly '
+                                  r'between 0 and 1, got 1.0$'),
+    ({'data.test_fraction': 1.5}, r'^config.data.test_fraction must be a number strictly '
+                                  r'between 0 and 1, got 1.5$'),
+    ({'data.test_fraction': 0.0}, r'^config.data.test_fraction must be a number strictly '
+                                  r'between 0 and 1, got 0.0$'),
+    ({'data.validation_fraction': 0.0}, r'^config.data.validation_fraction must be a number '
+                                        r'strictly between 0 and 1, got 0.0$'),
+    ({'data.validation_fraction': 1.5}, r'^config.data.validation_fraction must be a number '
+                                        r'strictly between 0 and 1, got 1.5$'),
+    ({'data.test_fraction': 0.6, 'data.validation_fraction': 0.4},
+     r'^config.data.test_fraction \+ config.data.validation_fraction must be below 1 \(some '
+     r'examples must train\), got 0.6 \+ 0.4$'),
+    ({'seed': -1}, r'^config.seed must be a non-negative integer, got -1$'),
+    ({'batch_size': 0}, r'^config.batch_size must be a positive integer, got 0$'),
+    ({'batch_size': -4}, r'^config.batch_size must be a positive integer, got -4$'),
+    ({'eval_batches': -1}, r'^config.eval_batches must be an integer >= 0 \(0 = the whole '
+                           r'validation split\), got -1$'),
+])
+def test_bad_options_fail_fast_in_one_line(fields, message):
+  start = time.perf_counter()
+  with pytest.raises(UserInputError, match=message) as error:
+    validate_config(_config(**fields))
+  assert time.perf_counter() - start < 1.0
+  assert error.value.subject is None  # The problem names the config field itself.
+  assert '\n' not in str(error.value)
+
+
+def test_a_fractional_batch_size_is_refused():
+  # ConfigDict keeps a field's type: 2.5 cannot be put in the int batch_size field, so the
+  # check sees it only through a config built otherwise.
+  config = _config()
+  with config.unlocked():
+    del config['batch_size']
+    config.batch_size = 2.5
+  with pytest.raises(UserInputError, match=r'^config.batch_size must be a positive integer, '
+                                           r'got 2.5$'):
+    validate_config(config)
+
+
+def test_unknown_dataset_names_the_known_ones():
+  with pytest.raises(UserInputError) as error:
+    validate_config(_config(**{'data.name': 'imagenet'}))
+  assert (error.value.subject, error.value.value) == ('dataset', 'imagenet')
+  assert error.value.problem.startswith('is not known; choose one of: digits, shakespeare, ')
+  assert str(error.value).startswith('dataset imagenet: is not known; choose one of: ')
