@@ -23,14 +23,11 @@ from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.models.attention import MultiHeadSelfAttention, check_attention_config
 from bigmodel_jax.models.base import Model, ModelConfig, config_error
 
-# What each block keeps for the backward pass: 'none' keeps everything (no remat), 'full' keeps
-# only its input and recomputes the rest, 'dots' keeps the matmuls without batch dimensions (the
-# dense layers) and recomputes attention and the elementwise work.
-REMAT_POLICIES: dict[str, Any] = {
-    'none': None,
-    'full': None,
-    'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-}
+# What each block keeps for the backward pass (`config.remat`): 'none' keeps everything (no
+# remat); 'full' keeps only the block's input and recomputes the rest; 'dots' keeps the matmuls
+# without batch dimensions (the dense layers) and recomputes attention and the elementwise work.
+REMAT_POLICIES = ('none', 'full', 'dots')
+_SAVEABLE = {'full': None, 'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
 
 # GPT-2's initialisation: with unit-variance embeddings a tied head would start with huge logits.
 _embedding_init = nn.initializers.normal(stddev=0.02)
@@ -135,7 +132,7 @@ def _blocks(config: TransformerConfig, x: jax.Array, mask: jax.Array | None, *, 
   if config.remat != 'none':
     # Under scan the loop already keeps XLA from merging the recomputation with the forward
     # pass, so the CSE barriers are left out there.
-    block = nn.remat(Block, policy=REMAT_POLICIES[config.remat],
+    block = nn.remat(Block, policy=_SAVEABLE[config.remat],
                      prevent_cse=not config.scan_layers)
   if not config.scan_layers:
     for i in range(config.num_layers):
