@@ -1,9 +1,8 @@
 """The arithmetic of cost: parameters, FLOPs, achieved FLOP/s, MFU and memory, in one place.
 
 FLOP conventions (stated in every report):
-- transformer: PaLM / nanoGPT per-token training cost `6 N + 12 L d T`, with N the parameters
-  except the position embeddings, L layers, d the model width, T the context; a multiply-add
-  counts 2. The `12 L d T` term is attention's QK^T and AV products, forward and backward.
+- models with their own formula (`train_flops_per_example`; the transformer LM: PaLM / nanoGPT's
+  `6 N + 12 L d T` per token, see models/transformer.py);
 - other models: XLA's count (`cost_analysis()['flops']`) of the train step on the whole global
   batch, as one program before it is split over devices, and without gradient accumulation: XLA
   counts a loop's body once, so a step that scans over K micro-batches would read K times low.
@@ -35,12 +34,6 @@ PEAK_FLOPS: tuple[tuple[str, dict[str, float]], ...] = (
 
 def count_params(params: Any) -> int:
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
-
-
-def transformer_flops_per_token(params: Any, *, num_layers: int, d_model: int, seq_len: int) -> float:
-  """Training FLOPs per token (forward + backward), PaLM appendix B / nanoGPT `estimate_mfu`."""
-  n = count_params(params) - count_params(params.get('position_embed', {}))
-  return 6.0 * n + 12.0 * num_layers * d_model * seq_len
 
 
 def xla_flops(fn: Callable[..., Any], *args: Any) -> float | None:

@@ -101,8 +101,8 @@ def _recompute(
   The context is read as a fixed (B, max_len) slice from `start`, so every call has one shape;
   causality keeps the positions after `end` from reaching the logits at end - 1.
   """
-  padded = jnp.pad(tokens, ((0, 0), (0, model.max_len)))
-  context = lax.dynamic_slice_in_dim(padded, start, model.max_len, axis=1)
+  padded = jnp.pad(tokens, ((0, 0), (0, model.config.max_len)))
+  context = lax.dynamic_slice_in_dim(padded, start, model.config.max_len, axis=1)
   logits = model.apply({'params': params}, context)
   return sample(lax.dynamic_index_in_dim(logits, end - start - 1, axis=1, keepdims=False), rng)
 
@@ -113,7 +113,7 @@ def _generate_without_cache(
 ) -> jax.Array:
   """As the cached loop below, but every token recomputes its whole context window."""
   batch_size, prompt_len = prompt.shape
-  window = max(1, model.max_len // 2)
+  window = max(1, model.config.max_len // 2)
   tokens = jnp.zeros((batch_size, prompt_len + max_new_tokens), jnp.int32)
   tokens = tokens.at[:, :prompt_len].set(prompt)
 
@@ -121,12 +121,12 @@ def _generate_without_cache(
     tokens, start = carry
     position = prompt_len + i
     # The cached loop starts a fresh window of the last `window` tokens when its cache is full.
-    start = jnp.where(position - start > model.max_len, position - window, start)
+    start = jnp.where(position - start > model.config.max_len, position - window, start)
     token = _recompute(model, params, tokens, start, position, jax.random.fold_in(rng, position),
                        sample)
     return lax.dynamic_update_slice(tokens, token[:, None], (0, position)), start
 
-  carry = (tokens, jnp.int32(max(0, prompt_len - model.max_len)))
+  carry = (tokens, jnp.int32(max(0, prompt_len - model.config.max_len)))
   return lax.fori_loop(0, max_new_tokens, next_token, carry)[0]
 
 
@@ -140,12 +140,12 @@ def _generate(
 ) -> jax.Array:
   """Jitted body of `generate` for max_new_tokens >= 1."""
   batch_size, prompt_len = prompt.shape
-  window = max(1, model.max_len // 2)
+  window = max(1, model.config.max_len // 2)
   sample = functools.partial(sample_logits, temperature=temperature, top_k=top_k, top_p=top_p)
   if not use_cache:
     return _generate_without_cache(model, params, prompt, rng, max_new_tokens, sample)
 
-  context = prompt[:, -model.max_len:]
+  context = prompt[:, -model.config.max_len:]
   cache, token = _prefill(model, params, context, jax.random.fold_in(rng, prompt_len), sample)
   total_len = prompt_len + max_new_tokens
   # At least `window` long so that `slide` can be traced for short samples, which never slide.
@@ -165,7 +165,7 @@ def _generate(
     def step(cache, token):
       return _decode_step(model, params, cache, token, rng_here, sample)
 
-    cache_full = cache_len == model.max_len
+    cache_full = cache_len == model.config.max_len
     cache, token = lax.cond(cache_full, slide, step, cache, token)
     tokens = lax.dynamic_update_slice(tokens, token[:, None], (0, position))
     return tokens, cache, jnp.where(cache_full, window, cache_len + 1), token

@@ -1,32 +1,42 @@
-"""Model registry: every model the trainers can build, by name.
+"""Model registry: every model the trainers can build, by name, from `(config.model, spec)`.
 
-Adding a model is one file in this package and one line in MODELS. Each model class names the
-tasks it supports in its `TASKS` class attribute.
+Adding a model is one file in this package (a `Model` subclass with a `ModelConfig` subclass;
+see `base.py`) and one line in MODELS. The model class names the tasks it does in `TASKS`; the
+config class names in `FROM_SPEC` the fields the data decides.
 """
 
 import dataclasses
-
-import flax.linen as nn
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from bigmodel_jax.errors import UserInputError
-from bigmodel_jax.models.cnn import CNN
-from bigmodel_jax.models.mlp import MLP
-from bigmodel_jax.models.transformer import TransformerClassifier, TransformerLM
+from bigmodel_jax.models.base import Model, ModelConfig
+from bigmodel_jax.models.cnn import CNN, CNNConfig
+from bigmodel_jax.models.mlp import MLP, MLPConfig
+from bigmodel_jax.models.transformer import (
+    TransformerClassifier, TransformerConfig, TransformerLM, stack_layers, unstack_layers)
 
-MODELS: dict[str, type[nn.Module]] = {
-    'mlp': MLP,
-    'cnn': CNN,
-    'transformer': TransformerLM,
-    'transformer_classifier': TransformerClassifier,
+if TYPE_CHECKING:
+  from bigmodel_jax.data import DataSpec
+
+MODELS: dict[str, tuple[type[Model], type[ModelConfig]]] = {
+    'mlp': (MLP, MLPConfig),
+    'cnn': (CNN, CNNConfig),
+    'transformer': (TransformerLM, TransformerConfig),
+    'transformer_classifier': (TransformerClassifier, TransformerConfig),
 }
 
-TASKS: dict[str, tuple[str, ...]] = {name: cls.TASKS for name, cls in MODELS.items()}
+TASKS: dict[str, tuple[str, ...]] = {name: cls.TASKS for name, (cls, _) in MODELS.items()}
 
-# Set by Flax on every module, never by a config.
-_FLAX_FIELDS = ('parent', 'name')
+# How each FROM_SPEC field is read from the data; None where this data does not have it.
+_FROM_SPEC: dict[str, Callable[['DataSpec'], Any]] = {
+    'num_outputs': lambda spec: spec.num_outputs,
+    'max_len': lambda spec: spec.seq_len,
+    'vocab_size': lambda spec: spec.tokenizer.vocab_size if spec.tokenizer else None,
+}
 
 
-def _model_class(name: str) -> type[nn.Module]:
+def _entry(name: str) -> tuple[type[Model], type[ModelConfig]]:
   if name not in MODELS:
     raise UserInputError(f'unknown model {name!r}; choose one of: {", ".join(sorted(MODELS))}')
   return MODELS[name]
@@ -34,47 +44,49 @@ def _model_class(name: str) -> type[nn.Module]:
 
 def supported_tasks(name: str) -> tuple[str, ...]:
   """The tasks model `name` can be trained for."""
-  _model_class(name)
+  _entry(name)
   return TASKS[name]
 
 
-def fields(name: str) -> tuple[str, ...]:
-  """The constructor fields of model `name`, in declaration order."""
-  return tuple(
-      f.name for f in dataclasses.fields(_model_class(name)) if f.name not in _FLAX_FIELDS)
+def config_fields(name: str) -> tuple[str, ...]:
+  """The fields `config.model` may set for model `name` (besides `name`), in declaration order.
+
+  The family's own fields first, then the shared ones (dtypes); the data-decided ones
+  (FROM_SPEC) are not among them.
+  """
+  _, config_cls = _entry(name)
+  shared = tuple(f.name for f in dataclasses.fields(ModelConfig))
+  own = tuple(f.name for f in dataclasses.fields(config_cls)
+              if f.name not in shared and f.name not in config_cls.FROM_SPEC)
+  return own + shared
 
 
-def create(name: str, **kwargs) -> nn.Module:
-  """Builds model `name` from its constructor fields; bad names raise UserInputError."""
-  cls = _model_class(name)
-  valid = fields(name)
-  unknown = sorted(set(kwargs) - set(valid))
+def build_model(model_config: Mapping[str, Any], spec: 'DataSpec') -> Model:
+  """The model `model_config['name']` with the fields of `model_config` and sizes from `spec`.
+
+  Args:
+    model_config: the run's `config.model`: `name` plus any of `config_fields(name)`.
+    spec: the dataset's spec; gives the fields the config class names in FROM_SPEC.
+
+  Raises:
+    UserInputError: an unknown model or field, a model that does not do `spec.task` or needs
+      what the data does not have, or a field value the model cannot be built with.
+  """
+  name = model_config['name']
+  module_cls, config_cls = _entry(name)
+  if spec.task not in module_cls.TASKS:
+    able = sorted(m for m, (cls, _) in MODELS.items() if spec.task in cls.TASKS)
+    raise UserInputError(f'model {name!r} does not do {spec.task} (the task of dataset '
+                         f'{spec.name!r}); models for it: {", ".join(able)}')
+  settings = {k: v for k, v in model_config.items() if k != 'name'}
+  valid = config_fields(name)
+  unknown = sorted(set(settings) - set(valid))
   if unknown:
-    raise UserInputError(
-        f'unknown field(s) {", ".join(unknown)} for model {name!r}; '
-        f'valid fields: {", ".join(valid)}')
-  missing = [
-      f.name for f in dataclasses.fields(cls)
-      if f.name in valid and f.name not in kwargs
-      and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-  if missing:
-    raise UserInputError(f'model {name!r} needs field(s): {", ".join(missing)}')
-  return cls(**kwargs)
-
-
-def build_model(model_config, spec) -> nn.Module:
-  """The model of `model_config` (config.model), with the sizes the data decides from `spec`."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  name = model_config.name
-  if spec.task not in supported_tasks(name):
-    raise UserInputError(
-        f"model {name!r} does not do {spec.task} (dataset task); models for it: "
-        f"{', '.join(sorted(m for m in MODELS if spec.task in supported_tasks(m)))}")
-  kwargs = {k: v for k, v in model_config.items() if k != 'name'}
-  if 'dtype' in kwargs:
-    kwargs['dtype'] = jnp.dtype(kwargs['dtype'])
-  from_data = {'num_outputs': spec.num_outputs, 'max_len': spec.seq_len,
-               'vocab_size': spec.tokenizer.vocab_size if spec.tokenizer else None}
-  accepted = fields(name)
-  kwargs.update({k: v for k, v in from_data.items() if v is not None and k in accepted})
-  return create(name, **kwargs)
+    raise UserInputError(f'unknown config.model field(s) {", ".join(unknown)} for model '
+                         f'{name!r}; valid fields: {", ".join(valid)}')
+  for field in config_cls.FROM_SPEC:
+    settings[field] = _FROM_SPEC[field](spec)
+    if settings[field] is None:
+      raise UserInputError(f'model {name!r} needs {field} from the data, which dataset '
+                           f'{spec.name!r} ({spec.input_kind} inputs) does not give')
+  return module_cls(config_cls(**settings))

@@ -6,6 +6,7 @@ broadcastable to (B, H, Tq, Tk).
 
 import functools
 import math
+from typing import TYPE_CHECKING
 
 import flax.linen as nn
 import jax
@@ -13,28 +14,28 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import DTypeLike
 
-from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.models.base import config_error
+
+if TYPE_CHECKING:
+  from bigmodel_jax.models.transformer import TransformerConfig
 
 ATTENTION_IMPLS = ('explicit', 'fused')
 
 
-def check_attention_config(
-    num_heads: int, d_model: int, dropout_rate: float, attention_impl: str) -> None:
+def check_attention_config(config: 'TransformerConfig') -> None:
   """Raises UserInputError for attention settings no MultiHeadSelfAttention can be built from."""
-  if num_heads < 1:
-    raise UserInputError(f'num_heads={num_heads}: must be >= 1')
-  if d_model < 1 or d_model % num_heads:
-    raise UserInputError(
-        f'd_model={d_model}: must be a positive multiple of num_heads={num_heads}')
-  if attention_impl not in ATTENTION_IMPLS:
-    raise UserInputError(
-        f'attention_impl={attention_impl!r}: choose one of {", ".join(ATTENTION_IMPLS)}')
-  if not 0.0 <= dropout_rate < 1.0:
-    raise UserInputError(f'attention dropout_rate={dropout_rate}: must be in [0, 1)')
-  if attention_impl == 'fused' and dropout_rate > 0.0:
+  config.check_positive('num_heads')
+  if config.d_model < 1 or config.d_model % config.num_heads:
+    raise config_error('d_model', config.d_model,
+                       f'must be a positive multiple of num_heads={config.num_heads}')
+  if config.attention_impl not in ATTENTION_IMPLS:
+    raise config_error('attention_impl', config.attention_impl,
+                       f'choose one of {", ".join(ATTENTION_IMPLS)}')
+  config.check_rate('attention_dropout_rate')
+  if config.attention_impl == 'fused' and config.attention_dropout_rate > 0.0:
     # jax.nn.dot_product_attention has no dropout on the attention weights.
-    raise UserInputError(
-        f"attention dropout_rate={dropout_rate}: attention_impl='fused' allows only 0.0")
+    raise config_error('attention_dropout_rate', config.attention_dropout_rate,
+                       "attention_impl='fused' allows only 0.0")
 
 
 def attention_weights(
@@ -68,7 +69,7 @@ def dot_product_attention(
 
 
 class MultiHeadSelfAttention(nn.Module):
-  """Self-attention over `d_model` features split into `num_heads` heads.
+  """Self-attention over `config.d_model` features split into `config.num_heads` heads.
 
   In decode mode, keys and values live in the 'cache' collection with a fixed size
   (B, max_len, H, D) set by the input length at init (see `transformer.init_cache`). A call with
@@ -78,15 +79,7 @@ class MultiHeadSelfAttention(nn.Module):
   keep cache_index + L <= max_len.
   """
 
-  num_heads: int
-  d_model: int
-  dropout_rate: float = 0.0
-  dtype: DTypeLike = jnp.float32
-  attention_impl: str = 'explicit'
-
-  def __post_init__(self):
-    check_attention_config(self.num_heads, self.d_model, self.dropout_rate, self.attention_impl)
-    super().__post_init__()
+  config: 'TransformerConfig'
 
   @nn.compact
   def __call__(
@@ -98,10 +91,11 @@ class MultiHeadSelfAttention(nn.Module):
       decode: bool = False,
   ) -> jax.Array:
     """Maps (B, T, F) to (B, T, d_model); `mask` is for non-decode calls only."""
-    head_dim = self.d_model // self.num_heads
+    config = self.config
+    head_dim = config.d_model // config.num_heads
     project = functools.partial(
-        nn.DenseGeneral, features=(self.num_heads, head_dim), dtype=self.dtype,
-        param_dtype=jnp.float32)
+        nn.DenseGeneral, features=(config.num_heads, head_dim), dtype=config.dtype,
+        param_dtype=config.param_dtype)
     query = project(name='query')(inputs)
     key = project(name='key')(inputs)
     value = project(name='value')(inputs)
@@ -111,13 +105,12 @@ class MultiHeadSelfAttention(nn.Module):
         raise ValueError('decode mode builds its own causal mask over the cache; pass mask=None')
       key, value, mask = self._update_cache(key, value)
 
-    if self.attention_impl == 'explicit':
-      dropout_rng = None
-      if train and self.dropout_rate > 0.0:
-        dropout_rng = self.make_rng('dropout')
+    if config.attention_impl == 'explicit':
+      dropout_rate = config.attention_dropout_rate
+      dropout_rng = self.make_rng('dropout') if train and dropout_rate > 0.0 else None
       out = dot_product_attention(
-          query, key, value, mask=mask, dropout_rate=self.dropout_rate, dropout_rng=dropout_rng,
-          deterministic=not train, dtype=self.dtype)
+          query, key, value, mask=mask, dropout_rate=dropout_rate, dropout_rng=dropout_rng,
+          deterministic=not train, dtype=config.dtype)
     else:
       out = jax.nn.dot_product_attention(query, key, value, mask=mask)
 
@@ -127,7 +120,8 @@ class MultiHeadSelfAttention(nn.Module):
       self.sow('intermediates', 'attention_weights', attention_weights(query, key, mask=mask))
 
     return nn.DenseGeneral(
-        self.d_model, axis=(-2, -1), dtype=self.dtype, param_dtype=jnp.float32, name='out')(out)
+        config.d_model, axis=(-2, -1), dtype=config.dtype, param_dtype=config.param_dtype,
+        name='out')(out)
 
   def _update_cache(
       self, key: jax.Array, value: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -1,17 +1,37 @@
 """Small convolutional network for image classification."""
 
-from collections.abc import Sequence
+import dataclasses
 from typing import ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.typing import DTypeLike
 
-from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.models.base import Model, ModelConfig, config_error
 
 
-class CNN(nn.Module):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CNNConfig(ModelConfig):
+  """Sizes of the CNN; `num_outputs` (the classes) comes from the data."""
+
+  FROM_SPEC: ClassVar[tuple[str, ...]] = ('num_outputs',)
+
+  num_outputs: int
+  conv_features: tuple[int, ...] = (32, 64, 64)
+  dense_features: tuple[int, ...] = (64,)
+  dropout_rate: float = 0.0
+
+  def validate(self) -> None:
+    self.check_positive('num_outputs')
+    if not self.conv_features or any(f < 1 for f in self.conv_features):
+      raise config_error(
+          'conv_features', self.conv_features, 'need at least one size, each >= 1')
+    if any(f < 1 for f in self.dense_features):
+      raise config_error('dense_features', self.dense_features, 'every size must be >= 1')
+    self.check_rate('dropout_rate')
+
+
+class CNN(Model):
   """Conv3x3-ReLU blocks with 2x2 max-pooling between them, then a Dense head.
 
   The defaults are the CIFAR-10 design conv32-pool-conv64-pool-conv64-dense64-dense10. No pool
@@ -20,37 +40,23 @@ class CNN(nn.Module):
 
   TASKS: ClassVar[tuple[str, ...]] = ('classification',)
 
-  num_outputs: int
-  conv_features: Sequence[int] = (32, 64, 64)
-  dense_features: Sequence[int] = (64,)
-  dropout_rate: float = 0.0
-  dtype: DTypeLike = jnp.float32
-
-  def __post_init__(self):
-    if self.num_outputs < 1:
-      raise UserInputError(f'num_outputs={self.num_outputs}: must be >= 1')
-    if not self.conv_features or any(f < 1 for f in self.conv_features):
-      raise UserInputError(
-          f'conv_features={tuple(self.conv_features)}: need at least one size, each >= 1')
-    if any(f < 1 for f in self.dense_features):
-      raise UserInputError(f'dense_features={tuple(self.dense_features)}: every size must be >= 1')
-    if not 0.0 <= self.dropout_rate < 1.0:
-      raise UserInputError(f'dropout_rate={self.dropout_rate}: must be in [0, 1)')
-    super().__post_init__()
+  config: CNNConfig
 
   @nn.compact
   def __call__(self, inputs: jax.Array, *, train: bool = False) -> jax.Array:
     """Maps (B, H, W, C) images to float32 logits of shape (B, num_outputs)."""
-    x = inputs.astype(self.dtype)
-    for i, features in enumerate(self.conv_features):
-      x = nn.Conv(features, (3, 3), padding='SAME', dtype=self.dtype, param_dtype=jnp.float32)(x)
+    config = self.config
+    x = inputs.astype(config.dtype)
+    for i, features in enumerate(config.conv_features):
+      x = nn.Conv(features, (3, 3), padding='SAME', dtype=config.dtype,
+                  param_dtype=config.param_dtype)(x)
       x = nn.relu(x)
-      if i < len(self.conv_features) - 1:
+      if i < len(config.conv_features) - 1:
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = x.reshape(x.shape[0], -1)
-    for features in self.dense_features:
-      x = nn.Dense(features, dtype=self.dtype, param_dtype=jnp.float32)(x)
+    for features in config.dense_features:
+      x = nn.Dense(features, dtype=config.dtype, param_dtype=config.param_dtype)(x)
       x = nn.relu(x)
-      x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-    x = nn.Dense(self.num_outputs, dtype=self.dtype, param_dtype=jnp.float32)(x)
+      x = nn.Dropout(config.dropout_rate)(x, deterministic=not train)
+    x = nn.Dense(config.num_outputs, dtype=config.dtype, param_dtype=config.param_dtype)(x)
     return x.astype(jnp.float32)

@@ -1,14 +1,15 @@
 """Multi-layer perceptron for classification (logits) and regression (raw outputs)."""
 
-from collections.abc import Callable, Sequence
+import dataclasses
+import functools
+from collections.abc import Callable
 from typing import ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.typing import DTypeLike
 
-from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.models.base import Model, ModelConfig, config_error
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'relu': nn.relu,
@@ -18,7 +19,28 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
-class MLP(nn.Module):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MLPConfig(ModelConfig):
+  """Sizes of the MLP; `num_outputs` comes from the data (classes or regression targets)."""
+
+  FROM_SPEC: ClassVar[tuple[str, ...]] = ('num_outputs',)
+
+  num_outputs: int
+  hidden_sizes: tuple[int, ...] = (128,)
+  activation: str = 'relu'
+  dropout_rate: float = 0.0
+
+  def validate(self) -> None:
+    self.check_positive('num_outputs')
+    if any(size < 1 for size in self.hidden_sizes):
+      raise config_error('hidden_sizes', self.hidden_sizes, 'every size must be >= 1')
+    if self.activation not in ACTIVATIONS:
+      raise config_error(
+          'activation', self.activation, f'choose one of {", ".join(sorted(ACTIVATIONS))}')
+    self.check_rate('dropout_rate')
+
+
+class MLP(Model):
   """Flatten everything after the batch axis, then Dense-activation-dropout per hidden size.
 
   With MNIST inputs and the defaults this is the classic 784-128-10 network.
@@ -26,31 +48,16 @@ class MLP(nn.Module):
 
   TASKS: ClassVar[tuple[str, ...]] = ('classification', 'regression')
 
-  num_outputs: int
-  hidden_sizes: Sequence[int] = (128,)
-  activation: str = 'relu'
-  dropout_rate: float = 0.0
-  dtype: DTypeLike = jnp.float32
-
-  def __post_init__(self):
-    if self.num_outputs < 1:
-      raise UserInputError(f'num_outputs={self.num_outputs}: must be >= 1')
-    if any(size < 1 for size in self.hidden_sizes):
-      raise UserInputError(f'hidden_sizes={tuple(self.hidden_sizes)}: every size must be >= 1')
-    if self.activation not in ACTIVATIONS:
-      raise UserInputError(
-          f'activation={self.activation!r}: choose one of {", ".join(sorted(ACTIVATIONS))}')
-    if not 0.0 <= self.dropout_rate < 1.0:
-      raise UserInputError(f'dropout_rate={self.dropout_rate}: must be in [0, 1)')
-    super().__post_init__()
+  config: MLPConfig
 
   @nn.compact
   def __call__(self, inputs: jax.Array, *, train: bool = False) -> jax.Array:
     """Maps (B, ...) inputs to float32 outputs of shape (B, num_outputs)."""
-    x = inputs.reshape(inputs.shape[0], -1).astype(self.dtype)
-    for size in self.hidden_sizes:
-      x = nn.Dense(size, dtype=self.dtype, param_dtype=jnp.float32)(x)
-      x = ACTIVATIONS[self.activation](x)
-      x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-    x = nn.Dense(self.num_outputs, dtype=self.dtype, param_dtype=jnp.float32)(x)
-    return x.astype(jnp.float32)
+    config = self.config
+    dense = functools.partial(nn.Dense, dtype=config.dtype, param_dtype=config.param_dtype)
+    x = inputs.reshape(inputs.shape[0], -1).astype(config.dtype)
+    for size in config.hidden_sizes:
+      x = dense(size)(x)
+      x = ACTIVATIONS[config.activation](x)
+      x = nn.Dropout(config.dropout_rate)(x, deterministic=not train)
+    return dense(config.num_outputs)(x).astype(jnp.float32)

@@ -1,33 +1,83 @@
 """Decoder-only transformer language model and an encoder-style classifier sharing its blocks.
 
 Pre-LayerNorm blocks (attention, then a GELU MLP, each added to the residual stream), learned
-token and position embeddings, a final LayerNorm. Read `Block`, then `TransformerLM`.
+token and position embeddings, a final LayerNorm. Read `TransformerConfig`, `Block`, then
+`TransformerLM`.
+
+The blocks are either separate layers (`block_0` ... `block_{L-1}` in the params) or, with
+`scan_layers=True`, one layer scanned L times (`blocks`, every leaf with a leading layer axis):
+XLA then compiles one block instead of L, so compile time stays flat as depth grows.
+`stack_layers` and `unstack_layers` convert params (or a cache) between the two layouts.
 """
 
+import dataclasses
 import functools
+import re
 from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.typing import DTypeLike
 
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.models.attention import MultiHeadSelfAttention, check_attention_config
+from bigmodel_jax.models.base import Model, ModelConfig, config_error
+
+# What each block keeps for the backward pass (`config.remat`): 'none' keeps everything (no
+# remat); 'full' keeps only the block's input and recomputes the rest; 'dots' keeps the matmuls
+# without batch dimensions (the dense layers) and recomputes attention and the elementwise work.
+REMAT_POLICIES = ('none', 'full', 'dots')
+_SAVEABLE = {'full': None, 'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
 
 # GPT-2's initialisation: with unit-variance embeddings a tied head would start with huge logits.
 _embedding_init = nn.initializers.normal(stddev=0.02)
 
+_SCANNED = 'blocks'
+_LAYER = re.compile(r'block_(\d+)')
 
-def _check_config(model: 'TransformerLM | TransformerClassifier') -> None:
-  """Raises UserInputError for settings shared by both transformer models."""
-  for field in ('vocab_size', 'max_len', 'num_layers', 'mlp_ratio'):
-    if getattr(model, field) < 1:
-      raise UserInputError(f'{field}={getattr(model, field)}: must be >= 1')
-  if not 0.0 <= model.dropout_rate < 1.0:
-    raise UserInputError(f'dropout_rate={model.dropout_rate}: must be in [0, 1)')
-  check_attention_config(
-      model.num_heads, model.d_model, model.attention_dropout_rate, model.attention_impl)
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TransformerConfig(ModelConfig):
+  """Everything both transformer models and their blocks are built from.
+
+  Attributes:
+    vocab_size, max_len, num_outputs: from the data: token ids, positions, and the outputs
+      (the vocabulary for the LM, the classes for the classifier).
+    num_layers, num_heads, d_model, mlp_ratio: the blocks' shape (MLP width mlp_ratio * d_model).
+    dropout_rate: on the embeddings and on each block's two residual branches.
+    attention_dropout_rate: on the attention weights ('explicit' attention only).
+    attention_impl: 'explicit' (softmax(QK^T/sqrt(d_k))V written out) or 'fused'
+      (jax.nn.dot_product_attention).
+    tie_embeddings: LM only: the output head is the token embedding transposed.
+    pad_id: classifier only: the token that is neither attended to nor pooled.
+    scan_layers: one scanned block instead of num_layers separate ones (same function, params
+      stacked on a leading layer axis).
+    remat: recompute in the backward pass instead of storing: one of REMAT_POLICIES.
+  """
+
+  FROM_SPEC: ClassVar[tuple[str, ...]] = ('vocab_size', 'max_len', 'num_outputs')
+
+  vocab_size: int
+  max_len: int
+  num_outputs: int
+  num_layers: int = 4
+  num_heads: int = 4
+  d_model: int = 128
+  mlp_ratio: int = 4
+  dropout_rate: float = 0.0
+  attention_dropout_rate: float = 0.0
+  attention_impl: str = 'explicit'
+  tie_embeddings: bool = True
+  pad_id: int = 0
+  scan_layers: bool = False
+  remat: str = 'none'
+
+  def validate(self) -> None:
+    self.check_positive('vocab_size', 'max_len', 'num_outputs', 'num_layers', 'mlp_ratio')
+    self.check_rate('dropout_rate')
+    check_attention_config(self)
+    if self.remat not in REMAT_POLICIES:
+      raise config_error('remat', self.remat, f'choose one of {", ".join(REMAT_POLICIES)}')
 
 
 def _check_length(tokens: jax.Array, max_len: int) -> None:
@@ -36,38 +86,68 @@ def _check_length(tokens: jax.Array, max_len: int) -> None:
 
 
 class Block(nn.Module):
-  """x + attention(LayerNorm(x)), then x + MLP(LayerNorm(x))."""
+  """x + attention(LayerNorm(x)), then x + MLP(LayerNorm(x)).
 
-  num_heads: int
-  d_model: int
-  mlp_ratio: int
-  dropout_rate: float
-  attention_dropout_rate: float
-  dtype: DTypeLike
-  attention_impl: str
+  `train` and `decode` are attributes rather than call arguments so that the call takes arrays
+  only, as `nn.scan` and `nn.remat` want.
+  """
+
+  config: TransformerConfig
+  train: bool = False
+  decode: bool = False
 
   @nn.compact
-  def __call__(
-      self, x: jax.Array, *, mask: jax.Array | None, train: bool, decode: bool = False,
-  ) -> jax.Array:
-    dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=jnp.float32)
-    layer_norm = functools.partial(nn.LayerNorm, dtype=self.dtype, param_dtype=jnp.float32)
+  def __call__(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
+    config = self.config
+    dense = functools.partial(nn.Dense, dtype=config.dtype, param_dtype=config.param_dtype)
+    layer_norm = functools.partial(
+        nn.LayerNorm, dtype=config.dtype, param_dtype=config.param_dtype)
+    # A new Dropout per branch (not one shared): each draws its own mask.
+    dropout = lambda h: nn.Dropout(config.dropout_rate)(h, deterministic=not self.train)
 
     h = layer_norm(name='attention_norm')(x)
-    h = MultiHeadSelfAttention(
-        self.num_heads, self.d_model, self.attention_dropout_rate, self.dtype,
-        self.attention_impl, name='attention')(h, mask=mask, train=train, decode=decode)
-    x = x + nn.Dropout(self.dropout_rate)(h, deterministic=not train)
+    h = MultiHeadSelfAttention(config, name='attention')(
+        h, mask=mask, train=self.train, decode=self.decode)
+    x = x + dropout(h)
 
     h = layer_norm(name='mlp_norm')(x)
-    h = dense(self.mlp_ratio * self.d_model, name='mlp_in')(h)
+    h = dense(config.mlp_ratio * config.d_model, name='mlp_in')(h)
     h = nn.gelu(h)
-    h = dense(self.d_model, name='mlp_out')(h)
-    return x + nn.Dropout(self.dropout_rate)(h, deterministic=not train)
+    h = dense(config.d_model, name='mlp_out')(h)
+    return x + dropout(h)
 
 
-def _embed_and_encode(model: 'TransformerLM | TransformerClassifier', tokens: jax.Array,
-                      positions: jax.Array, mask: jax.Array | None, *, train: bool,
+def _scan_body(block: Block, x: jax.Array, mask: jax.Array | None) -> tuple[jax.Array, None]:
+  """One layer as `nn.scan` sees it: the residual stream is the carry, nothing is stacked."""
+  return block(x, mask), None
+
+
+def _blocks(config: TransformerConfig, x: jax.Array, mask: jax.Array | None, *, train: bool,
+            decode: bool) -> jax.Array:
+  """The num_layers blocks, separate or scanned, each with the config's remat policy.
+
+  Called inside the model's compact `__call__`, so the blocks are the model's own submodules.
+  """
+  block = Block
+  if config.remat != 'none':
+    # Under scan the loop already keeps XLA from merging the recomputation with the forward
+    # pass, so the CSE barriers are left out there.
+    block = nn.remat(Block, policy=_SAVEABLE[config.remat],
+                     prevent_cse=not config.scan_layers)
+  if not config.scan_layers:
+    for i in range(config.num_layers):
+      x = block(config, train=train, decode=decode, name=f'block_{i}')(x, mask)
+    return x
+  scan = nn.scan(
+      _scan_body, length=config.num_layers, in_axes=nn.broadcast,
+      variable_axes={'params': 0, 'cache': 0, 'intermediates': 0},
+      split_rngs={'params': True, 'dropout': True})
+  x, _ = scan(block(config, train=train, decode=decode, name=_SCANNED), x, mask)
+  return x
+
+
+def _embed_and_encode(config: TransformerConfig, tokens: jax.Array, positions: jax.Array,
+                      mask: jax.Array | None, *, train: bool,
                       decode: bool = False) -> tuple[jax.Array, nn.Embed]:
   """Token + position embeddings, the blocks and the final LayerNorm: the trunk both models share.
 
@@ -76,21 +156,17 @@ def _embed_and_encode(model: 'TransformerLM | TransformerClassifier', tokens: ja
   embedding (for a tied output head).
   """
   embed = functools.partial(
-      nn.Embed, features=model.d_model, embedding_init=_embedding_init, dtype=model.dtype,
-      param_dtype=jnp.float32)
-  token_embed = embed(model.vocab_size, name='token_embed')
-  x = token_embed(tokens) + embed(model.max_len, name='position_embed')(positions)
-  x = nn.Dropout(model.dropout_rate)(x, deterministic=not train)
-  for i in range(model.num_layers):
-    x = Block(
-        model.num_heads, model.d_model, model.mlp_ratio, model.dropout_rate,
-        model.attention_dropout_rate, model.dtype, model.attention_impl,
-        name=f'block_{i}')(x, mask=mask, train=train, decode=decode)
-  x = nn.LayerNorm(dtype=model.dtype, param_dtype=jnp.float32, name='final_norm')(x)
+      nn.Embed, features=config.d_model, embedding_init=_embedding_init, dtype=config.dtype,
+      param_dtype=config.param_dtype)
+  token_embed = embed(config.vocab_size, name='token_embed')
+  x = token_embed(tokens) + embed(config.max_len, name='position_embed')(positions)
+  x = nn.Dropout(config.dropout_rate)(x, deterministic=not train)
+  x = _blocks(config, x, mask, train=train, decode=decode)
+  x = nn.LayerNorm(dtype=config.dtype, param_dtype=config.param_dtype, name='final_norm')(x)
   return x, token_embed
 
 
-class TransformerLM(nn.Module):
+class TransformerLM(Model):
   """GPT-style language model: int32 tokens (B, T) -> float32 next-token logits (B, T, vocab).
 
   With decode=True the keys and values of earlier calls come from the 'cache' collection (create
@@ -99,24 +175,18 @@ class TransformerLM(nn.Module):
 
   TASKS: ClassVar[tuple[str, ...]] = ('language_modeling',)
 
-  vocab_size: int
-  max_len: int
-  num_layers: int = 4
-  num_heads: int = 4
-  d_model: int = 128
-  mlp_ratio: int = 4
-  dropout_rate: float = 0.0
-  attention_dropout_rate: float = 0.0
-  tie_embeddings: bool = True
-  dtype: DTypeLike = jnp.float32
-  attention_impl: str = 'explicit'
+  config: TransformerConfig
 
   def __post_init__(self):
-    _check_config(self)
+    if self.config.num_outputs != self.config.vocab_size:
+      # The LM predicts the next token: one logit per token id.
+      raise config_error('num_outputs', self.config.num_outputs,
+                         f'the LM predicts tokens: must equal vocab_size={self.config.vocab_size}')
     super().__post_init__()
 
   @nn.compact
   def __call__(self, tokens: jax.Array, *, train: bool = False, decode: bool = False) -> jax.Array:
+    config = self.config
     length = tokens.shape[1]
     if decode:
       # Causality over the cache is built into the attention layers.
@@ -125,21 +195,34 @@ class TransformerLM(nn.Module):
       positions = cache_index.value + jnp.arange(length)
       cache_index.value = cache_index.value + length
     else:
-      _check_length(tokens, self.max_len)
+      _check_length(tokens, config.max_len)
       mask = nn.make_causal_mask(tokens, dtype=jnp.bool_)
       positions = jnp.arange(length)
 
-    x, token_embed = _embed_and_encode(self, tokens, positions, mask, train=train, decode=decode)
-    if self.tie_embeddings:
+    x, token_embed = _embed_and_encode(config, tokens, positions, mask, train=train, decode=decode)
+    if config.tie_embeddings:
       logits = token_embed.attend(x)
     else:
       logits = nn.Dense(
-          self.vocab_size, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32,
-          name='head')(x)
+          config.num_outputs, use_bias=False, dtype=config.dtype,
+          param_dtype=config.param_dtype, name='head')(x)
     return logits.astype(jnp.float32)
 
+  def train_flops_per_example(self, params: Any) -> float:
+    """max_len * (6 N + 12 L d T): PaLM appendix B / nanoGPT's `estimate_mfu`, per sequence.
 
-class TransformerClassifier(nn.Module):
+    Per token: 6 FLOPs per parameter (2 forward, 4 backward; a multiply-add counts 2), with N the
+    parameters except the position embedding (a lookup, no matmul; the tied token embedding does
+    count: it is the output matmul), plus attention's QK^T and AV products, 2 matmuls x 2 FLOPs x
+    T keys x d per layer forward, x3 with backward: 12 L d T. Either params layout counts the same.
+    """
+    config = self.config
+    n = _count(params) - _count(params['position_embed'])
+    per_token = 6.0 * n + 12.0 * config.num_layers * config.d_model * config.max_len
+    return config.max_len * per_token
+
+
+class TransformerClassifier(Model):
   """Bidirectional encoder over int32 tokens (B, T) -> float32 logits (B, num_outputs).
 
   Tokens equal to `pad_id` are neither attended to nor pooled, so padding never changes the
@@ -148,43 +231,56 @@ class TransformerClassifier(nn.Module):
 
   TASKS: ClassVar[tuple[str, ...]] = ('classification',)
 
-  vocab_size: int
-  num_outputs: int
-  max_len: int
-  num_layers: int = 2
-  num_heads: int = 4
-  d_model: int = 128
-  mlp_ratio: int = 4
-  dropout_rate: float = 0.0
-  attention_dropout_rate: float = 0.0
-  dtype: DTypeLike = jnp.float32
-  attention_impl: str = 'explicit'
-  pad_id: int = 0
-
-  def __post_init__(self):
-    _check_config(self)
-    if self.num_outputs < 1:
-      raise UserInputError(f'num_outputs={self.num_outputs}: must be >= 1')
-    super().__post_init__()
+  config: TransformerConfig
 
   @nn.compact
   def __call__(self, tokens: jax.Array, *, train: bool = False) -> jax.Array:
-    _check_length(tokens, self.max_len)
-    is_token = tokens != self.pad_id
+    config = self.config
+    _check_length(tokens, config.max_len)
+    is_token = tokens != config.pad_id
     mask = is_token[:, None, None, :]
 
-    x, _ = _embed_and_encode(self, tokens, jnp.arange(tokens.shape[1]), mask, train=train)
+    x, _ = _embed_and_encode(config, tokens, jnp.arange(tokens.shape[1]), mask, train=train)
     weights = is_token[..., None].astype(jnp.float32)
     pooled = (x.astype(jnp.float32) * weights).sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1.0)
     logits = nn.Dense(
-        self.num_outputs, dtype=self.dtype, param_dtype=jnp.float32, name='head')(pooled)
+        config.num_outputs, dtype=config.dtype, param_dtype=config.param_dtype,
+        name='head')(pooled)
     return logits.astype(jnp.float32)
 
 
 def init_cache(model: TransformerLM, batch_size: int) -> dict[str, Any]:
-  """An empty KV cache for `batch_size` rows of up to `model.max_len` positions."""
-  tokens = jnp.zeros((batch_size, model.max_len), jnp.int32)
+  """An empty KV cache for `batch_size` rows of up to `model.config.max_len` positions."""
+  tokens = jnp.zeros((batch_size, model.config.max_len), jnp.int32)
   # Only the shapes are needed: eval_shape skips materialising a second set of params.
   shapes = jax.eval_shape(
       functools.partial(model.init, decode=True), jax.random.key(0), tokens)['cache']
   return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def stack_layers(tree: dict[str, Any]) -> dict[str, Any]:
+  """The scanned layout of a tree in the separate layout (params, a cache or intermediates).
+
+  `block_0` ... `block_{L-1}` become one `blocks` subtree whose leaves stack theirs on a new
+  leading axis; every other entry is kept as it is.
+  """
+  layers = sorted((k for k in tree if _LAYER.fullmatch(k)), key=lambda k: int(k[len('block_'):]))
+  if not layers or layers != [f'block_{i}' for i in range(len(layers))]:
+    raise ValueError(f'expected block_0 ... block_{{L-1}}, got {layers}')
+  rest = {k: v for k, v in tree.items() if k not in layers}
+  return {**rest, _SCANNED: jax.tree.map(lambda *xs: jnp.stack(xs), *(tree[k] for k in layers))}
+
+
+def unstack_layers(tree: dict[str, Any]) -> dict[str, Any]:
+  """The separate layout of a tree in the scanned layout: the inverse of `stack_layers`."""
+  if _SCANNED not in tree:
+    raise ValueError(f'expected a {_SCANNED!r} entry, got {sorted(tree)}')
+  rest = {k: v for k, v in tree.items() if k != _SCANNED}
+  blocks = tree[_SCANNED]
+  num_layers = jax.tree.leaves(blocks)[0].shape[0]
+  return {**rest, **{f'block_{i}': jax.tree.map(lambda x, i=i: x[i], blocks)
+                     for i in range(num_layers)}}
+
+
+def _count(tree: Any) -> int:
+  return sum(x.size for x in jax.tree.leaves(tree))

@@ -6,11 +6,14 @@ batch would fail at restore or, worse, silently train a different run. Only the 
 which change how long and how visibly a run trains but not what it computes per step, may differ.
 """
 
+import dataclasses
 from typing import Any
 
 from absl import logging
+import numpy as np
 from ml_collections import ConfigDict
 
+from bigmodel_jax import models
 from bigmodel_jax.errors import UserInputError
 
 SAFE_FIELDS = frozenset({
@@ -36,9 +39,29 @@ def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
   return flat
 
 
+def _model_defaults(name: str) -> dict[str, Any]:
+  """`model.FIELD: default` of model `name`'s config class: what a run computed before FIELD
+  existed (e.g. model.param_dtype, model.scan_layers), so an older config that lacks it agrees."""
+  if name not in models.MODELS:
+    return {}
+  _, config_cls = models.MODELS[name]
+  return _flatten({'model': {f.name: _as_config_value(f.default)
+                             for f in dataclasses.fields(config_cls)
+                             if f.default is not dataclasses.MISSING}})
+
+
+def _as_config_value(default: Any) -> Any:
+  """A model config default as config.json writes the same value (dtypes by name)."""
+  if default is None or isinstance(default, (str, int, float, bool, tuple, list)):
+    return default
+  return np.dtype(default).name
+
+
 def check_config_change(saved: dict[str, Any], config: ConfigDict, workdir: str) -> None:
   """Logs the safe differences between `saved` (config.json) and `config`; refuses the others."""
-  old, new = _flatten(saved), _flatten(config.to_dict())
+  new = _flatten(config.to_dict())
+  old = {**{k: v for k, v in _model_defaults(config.model.name).items() if k in new},
+         **_flatten(saved)}
   missing = object()
   changed = {k: (old.get(k, missing), new.get(k, missing)) for k in sorted(old.keys() | new.keys())
              if old.get(k, missing) != new.get(k, missing)}

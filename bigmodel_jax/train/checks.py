@@ -17,8 +17,6 @@ from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.train import optimizers
 from bigmodel_jax.train import strategies
 
-DTYPES = ('float32', 'bfloat16', 'float16')
-
 _POSITIVE_INTS = ('batch_size', 'num_steps', 'grad_accum_steps', 'log_every', 'eval_every',
                   'checkpoint_every', 'keep_checkpoints', 'preemption_sync_every', 'data.seq_len')
 _FRACTIONS = ('data.test_fraction', 'data.validation_fraction')
@@ -64,9 +62,6 @@ def validate_config(config: ConfigDict) -> None:
     raise UserInputError(f'config.eval_batches must be an integer >= 0 (0 = the whole '
                          f'validation split), got {config.eval_batches!r}')
   models.supported_tasks(config.model.name)  # an unknown model names the known ones
-  if config.model.get('dtype', 'float32') not in DTYPES:
-    raise UserInputError(f'config.model.dtype={config.model.dtype!r} is not supported; choose one '
-                         f"of: {', '.join(DTYPES)}")
   opt = config.optimizer
   if opt.name not in optimizers.OPTIMIZERS:
     raise UserInputError(f'config.optimizer.name={opt.name!r} is unknown; choose one of: '

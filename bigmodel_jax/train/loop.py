@@ -95,13 +95,14 @@ class RunParts:
 
   def model_flops_per_step(self, state: TrainState, host_batch: dict[str, Any]
                            ) -> tuple[float | None, str]:
-    """Model FLOPs of one step on the global batch, and their convention (see `cost`)."""
-    config, spec = self.config, self.dataset.spec
-    if config.model.name == 'transformer':
-      per_token = cost.transformer_flops_per_token(
-          state.params, num_layers=config.model.num_layers, d_model=config.model.d_model,
-          seq_len=spec.seq_len)
-      return per_token * config.batch_size * spec.seq_len, '6N + 12LdT per token'
+    """Model FLOPs of one step on the global batch, and their convention (see `cost`).
+
+    The model's own formula where it has one (the LM: 6N + 12LdT per token), else XLA's count.
+    """
+    config = self.config
+    per_example = self.model.train_flops_per_example(state.params)
+    if per_example is not None:
+      return per_example * config.batch_size, '6N + 12LdT per token'
     unsharded = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype)
     global_batch = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct((config.batch_size, *x.shape[1:]), x.dtype), host_batch)

@@ -61,8 +61,8 @@ def _tokens_per_second(model, params, prompt, use_cache: bool) -> float:
 def main(argv):
   del argv
   model, params = _model_and_params()
-  print(f'TransformerLM: {model.num_layers} layers, d_model {model.d_model}, max_len '
-        f'{model.max_len}; {_NUM_TOKENS.value} new tokens after a 1-token prompt; '
+  print(f'TransformerLM: {model.config.num_layers} layers, d_model {model.config.d_model}, max_len '
+        f'{model.config.max_len}; {_NUM_TOKENS.value} new tokens after a 1-token prompt; '
         f'{jax.devices()[0].device_kind}')
   print(f"{'batch':>5}  {'cached tok/s':>12}  {'no cache tok/s':>14}  {'speed-up':>8}")
   for batch_size in (int(b) for b in _BATCH_SIZES.value):

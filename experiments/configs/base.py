@@ -7,7 +7,9 @@ def get_base_config() -> config_dict.ConfigDict:
   config = config_dict.ConfigDict()
   config.seed = 0
 
-  config.model = config_dict.ConfigDict()  # `name` plus the model's constructor fields
+  # `name` plus fields of the model's config class (`models.config_fields(name)`); the sizes the
+  # data decides (classes, vocabulary, context) come from the dataset, not from here.
+  config.model = config_dict.ConfigDict()
 
   config.data = config_dict.ConfigDict()
   config.data.name = 'digits'          # --dataset; see README for the list

@@ -9,7 +9,8 @@ def get_config():
   config.model.hidden_sizes = (128,)
   config.model.activation = 'relu'
   config.model.dropout_rate = 0.1
-  config.model.dtype = 'float32'
+  config.model.dtype = 'float32'        # compute
+  config.model.param_dtype = 'float32'
   config.data.name = 'digits'
   config.batch_size = 64
   config.num_steps = 1000

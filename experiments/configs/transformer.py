@@ -19,7 +19,10 @@ def get_config():
   config.model.attention_dropout_rate = 0.0
   config.model.tie_embeddings = True
   config.model.attention_impl = 'explicit'  # or 'fused' (jax.nn.dot_product_attention)
-  config.model.dtype = 'float32'            # 'bfloat16' on accelerators
+  config.model.dtype = 'float32'            # compute: 'bfloat16' on accelerators
+  config.model.param_dtype = 'float32'
+  config.model.scan_layers = False          # True: nn.scan over the blocks (flat compile time)
+  config.model.remat = 'none'               # 'full', 'dots': recompute activations in backward
 
   config.data.name = 'shakespeare'
   config.data.seq_len = 128

@@ -16,7 +16,10 @@ def get_config():
   config.model.dropout_rate = 0.1
   config.model.attention_dropout_rate = 0.0
   config.model.attention_impl = 'explicit'
-  config.model.dtype = 'float32'
+  config.model.dtype = 'float32'            # compute: 'bfloat16' on accelerators
+  config.model.param_dtype = 'float32'
+  config.model.scan_layers = False          # True: nn.scan over the blocks (flat compile time)
+  config.model.remat = 'none'               # 'full', 'dots': recompute activations in backward
   config.data.name = 'shakespeare_genre'
   config.data.seq_len = 128
   config.batch_size = 32

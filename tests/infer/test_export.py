@@ -24,22 +24,25 @@ from conftest import REPO
 BATCH_SIZES = (1, 3, 7)
 
 # One small model of each input kind: images, feature rows, token ids.
-CASES = {
-    'cnn': (models.CNN(num_outputs=10, conv_features=(4, 8), dense_features=(16,)),
-            spec_lib.image_spec('digits', input_shape=(8, 8, 1),
-                                class_names=[str(d) for d in range(10)])),
-    'mlp': (models.MLP(num_outputs=1, hidden_sizes=(8,)),
-            DataSpec(name='csv:houses.csv', task='regression', input_kind='features',
-                     input_shape=(3,), num_outputs=1, feature_names=('a', 'b', 'c'), target='y',
-                     normalization=Normalization(fill=(0.0,) * 3, mean=(1.0,) * 3,
-                                                 std=(2.0,) * 3))),
-    'transformer_classifier': (
-        models.TransformerClassifier(vocab_size=7, num_outputs=3, max_len=10, num_layers=1,
-                                     num_heads=2, d_model=8),
-        spec_lib.text_spec('shakespeare_genre', 'classification',
-                           tokenizer=tokenizers.CharTokenizer(' abcde'), seq_len=10,
-                           class_names=['comedy', 'history', 'tragedy'])),
+_SPECS = {
+    'cnn': spec_lib.image_spec('digits', input_shape=(8, 8, 1),
+                               class_names=[str(d) for d in range(10)]),
+    'mlp': DataSpec(name='csv:houses.csv', task='regression', input_kind='features',
+                    input_shape=(3,), num_outputs=1, feature_names=('a', 'b', 'c'), target='y',
+                    normalization=Normalization(fill=(0.0,) * 3, mean=(1.0,) * 3,
+                                                std=(2.0,) * 3)),
+    'transformer_classifier': spec_lib.text_spec(
+        'shakespeare_genre', 'classification', tokenizer=tokenizers.CharTokenizer(' abcde'),
+        seq_len=10, class_names=['comedy', 'history', 'tragedy']),
 }
+_MODEL_CONFIGS = {
+    'cnn': {'name': 'cnn', 'conv_features': (4, 8), 'dense_features': (16,)},
+    'mlp': {'name': 'mlp', 'hidden_sizes': (8,)},
+    'transformer_classifier': {'name': 'transformer_classifier', 'num_layers': 1,
+                               'num_heads': 2, 'd_model': 8},
+}
+CASES = {name: (models.build_model(_MODEL_CONFIGS[name], spec), spec)
+         for name, spec in _SPECS.items()}
 
 
 def inputs(name: str, batch_size: int) -> np.ndarray:

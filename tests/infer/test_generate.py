@@ -8,15 +8,20 @@ import pytest
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.infer import generate as generate_lib
 from bigmodel_jax.infer.generate import generate, sample_logits
-from bigmodel_jax.models.transformer import TransformerLM
+from bigmodel_jax.models.transformer import TransformerConfig, TransformerLM, stack_layers
 
 VOCAB, MAX_LEN = 23, 12
 
 
+def lm_config(**fields) -> TransformerConfig:
+  # One layer: the cache of a deeper stack is tested with the model; here compile time counts.
+  return TransformerConfig(vocab_size=VOCAB, max_len=MAX_LEN, num_outputs=VOCAB, num_layers=1,
+                           num_heads=2, d_model=16, **fields)
+
+
 @functools.cache
 def lm_and_params():
-  # One layer: the cache of a deeper stack is tested with the model; here compile time counts.
-  model = TransformerLM(VOCAB, MAX_LEN, num_layers=1, num_heads=2, d_model=16)
+  model = TransformerLM(lm_config())
   params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, MAX_LEN), jnp.int32))['params']
   return model, params
 
@@ -106,6 +111,15 @@ def test_full_recompute_draws_the_same_samples_as_the_cache(prompt_len):
   cached = sample()
   np.testing.assert_array_equal(sample(use_cache=False), cached)
   assert len(np.unique(cached[:, prompt_len:])) > 3  # really sampled, not one repeated token
+
+
+def test_scanned_layers_sample_the_same_tokens():
+  model, params = lm_and_params()
+  scanned = TransformerLM(lm_config(scan_layers=True))
+  # A prompt past max_len and 20 new tokens: the stacked cache is prefilled, stepped and slid.
+  sample = functools.partial(generate, prompt=prompt(length=MAX_LEN + 3), max_new_tokens=20,
+                             rng=jax.random.key(3), top_k=10)
+  np.testing.assert_array_equal(sample(scanned, stack_layers(params)), sample(model, params))
 
 
 def test_decoding_compiles_once_not_per_token(monkeypatch):

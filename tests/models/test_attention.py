@@ -7,6 +7,7 @@ import pytest
 
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.models import attention
+from bigmodel_jax.models.transformer import TransformerConfig
 
 B, T, H, D = 2, 7, 3, 8
 CAUSAL = jnp.tril(jnp.ones((T, T), bool))[None, None]
@@ -14,6 +15,15 @@ CAUSAL = jnp.tril(jnp.ones((T, T), bool))[None, None]
 
 def normal(*shape: int, seed: int = 0) -> jax.Array:
   return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
+
+
+def config(**fields) -> TransformerConfig:
+  """A config for attention alone: the data-decided sizes do not matter to it."""
+  return TransformerConfig(vocab_size=1, max_len=T, num_outputs=1, **fields)
+
+
+def self_attention(**fields) -> attention.MultiHeadSelfAttention:
+  return attention.MultiHeadSelfAttention(config(num_heads=3, d_model=12, **fields))
 
 
 @pytest.mark.parametrize('mask_kind', ['none', 'causal', 'padding'])
@@ -39,14 +49,13 @@ def test_attention_weights_are_a_distribution_over_allowed_keys():
 
 @functools.cache
 def module_params():
-  module = attention.MultiHeadSelfAttention(num_heads=3, d_model=12)
-  return jax.jit(module.init)(jax.random.key(0), normal(B, T, 12))
+  return jax.jit(self_attention().init)(jax.random.key(0), normal(B, T, 12))
 
 
 def test_fused_module_equals_explicit_and_both_sow_weights():
   inputs = normal(B, T, 12, seed=1)
-  explicit = attention.MultiHeadSelfAttention(num_heads=3, d_model=12)
-  fused = attention.MultiHeadSelfAttention(num_heads=3, d_model=12, attention_impl='fused')
+  explicit = self_attention()
+  fused = self_attention(attention_impl='fused')
 
   @jax.jit
   def both(params, inputs):
@@ -63,7 +72,7 @@ def test_fused_module_equals_explicit_and_both_sow_weights():
 
 
 def test_attention_dropout_uses_the_dropout_stream_only_in_training():
-  module = attention.MultiHeadSelfAttention(num_heads=3, d_model=12, dropout_rate=0.5)
+  module = self_attention(attention_dropout_rate=0.5)
 
   @jax.jit
   def outputs(params, inputs):
@@ -76,12 +85,15 @@ def test_attention_dropout_uses_the_dropout_stream_only_in_training():
   np.testing.assert_array_equal(eval_out, eval_again)
 
 
-@pytest.mark.parametrize('kwargs, field', [
-    ({'num_heads': 3, 'd_model': 16}, 'd_model'),
-    ({'num_heads': 4, 'd_model': 16, 'attention_impl': 'flash'}, 'attention_impl'),
-    ({'num_heads': 4, 'd_model': 16, 'attention_impl': 'fused', 'dropout_rate': 0.1},
-     'dropout_rate'),
+@pytest.mark.parametrize('fields, message', [
+    ({'num_heads': 3, 'd_model': 16},
+     'config.model.d_model=16: must be a positive multiple of num_heads=3'),
+    ({'num_heads': 0}, 'config.model.num_heads=0: must be an integer >= 1'),
+    ({'attention_impl': 'flash'},
+     "config.model.attention_impl='flash': choose one of explicit, fused"),
+    ({'attention_impl': 'fused', 'attention_dropout_rate': 0.1},
+     "config.model.attention_dropout_rate=0.1: attention_impl='fused' allows only 0.0"),
 ])
-def test_bad_settings_are_user_errors(kwargs, field):
-  with pytest.raises(UserInputError, match=field):
-    attention.MultiHeadSelfAttention(**kwargs)
+def test_bad_settings_are_user_errors(fields, message):
+  with pytest.raises(UserInputError, match=message):
+    config(**fields)

@@ -3,13 +3,26 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from flax import traverse_util
 
 from bigmodel_jax.errors import UserInputError
-from bigmodel_jax.models.transformer import TransformerClassifier, TransformerLM, init_cache
+from bigmodel_jax.models.transformer import (
+    TransformerClassifier, TransformerConfig, TransformerLM, init_cache, stack_layers,
+    unstack_layers)
 
 VOCAB, MAX_LEN = 23, 12
 SMALL = dict(num_layers=2, num_heads=2, d_model=16)
+# float32 logits and gradients of the scanned and the separate layers agree to this; they are not
+# bit-equal because XLA compiles a loop body and unrolled layers into different fusions.
+ATOL = 1e-5
+
+
+def config(**fields) -> TransformerConfig:
+  """The small LM's config; the classifier's with num_outputs=3."""
+  return TransformerConfig(**{'vocab_size': VOCAB, 'max_len': MAX_LEN, 'num_outputs': VOCAB,
+                              **SMALL, **fields})
 
 
 def tokens(batch: int, length: int, seed: int = 1) -> jax.Array:
@@ -18,18 +31,32 @@ def tokens(batch: int, length: int, seed: int = 1) -> jax.Array:
 
 
 @functools.cache
-def lm_params():
-  model = TransformerLM(VOCAB, MAX_LEN, **SMALL)
+def params_of(cls=TransformerLM, **fields):
+  """Params of the separate-layers model; also the scanned model's once `stack_layers`ed."""
+  model = cls(config(**fields))
   return jax.jit(model.init)(jax.random.key(0), tokens(1, MAX_LEN))['params']
 
 
-@functools.cache
-def lm(attention_impl: str = 'explicit'):
-  """The model, its params (the same for both impls) and a jitted forward that sows weights."""
-  model = TransformerLM(VOCAB, MAX_LEN, attention_impl=attention_impl, **SMALL)
+def layout(params, scan_layers: bool):
+  return stack_layers(params) if scan_layers else params
+
+
+CLASSIFIER = {'num_outputs': 3}
+
+
+def lm(attention_impl: str = 'explicit', scan_layers: bool = False, cls=TransformerLM):
+  """The model, its params (the same for both impls and layouts) and a jitted forward that sows
+  the attention weights; `cls=TransformerClassifier` for the classifier."""
+  return _model_and_forward(attention_impl, scan_layers, cls)
+
+
+@functools.cache  # One compile per model for the whole file.
+def _model_and_forward(attention_impl, scan_layers, cls):
+  fields = CLASSIFIER if cls is TransformerClassifier else {}
+  model = cls(config(attention_impl=attention_impl, scan_layers=scan_layers, **fields))
   forward = jax.jit(lambda params, x: model.apply(
       {'params': params}, x, mutable=['intermediates']))
-  return model, lm_params(), forward
+  return model, layout(params_of(cls, **fields), scan_layers), forward
 
 
 def test_changing_token_t_leaves_earlier_logits_unchanged():
@@ -46,9 +73,47 @@ def test_changing_token_t_leaves_earlier_logits_unchanged():
   np.testing.assert_array_equal(jnp.triu(weights, k=1), 0.0)
 
 
-@pytest.mark.parametrize('attention_impl', ['explicit', 'fused'])
-def test_prefill_then_decode_equals_full_forward(attention_impl):
-  model, params, forward = lm(attention_impl)
+def test_separate_layers_keep_the_checkpoint_layout():
+  # Checkpoints written before scan_layers existed must still load: these paths may not change.
+  names = {'/'.join(path) for path in traverse_util.flatten_dict(params_of())}
+  block = {'attention_norm/scale', 'attention_norm/bias', 'mlp_norm/scale', 'mlp_norm/bias',
+           'mlp_in/kernel', 'mlp_in/bias', 'mlp_out/kernel', 'mlp_out/bias'} | {
+               f'attention/{p}/{w}' for p in ('query', 'key', 'value', 'out')
+               for w in ('kernel', 'bias')}
+  assert names == {f'block_{i}/{name}' for i in range(2) for name in block} | {
+      'final_norm/scale', 'final_norm/bias', 'position_embed/embedding', 'token_embed/embedding'}
+
+
+def test_train_flops_per_example_match_a_hand_count():
+  v, t, d, layers = 65, 16, 32, 2
+  for scan_layers in (False, True):
+    model = TransformerLM(TransformerConfig(
+        vocab_size=v, max_len=t, num_outputs=v, num_layers=layers, num_heads=2, d_model=d,
+        scan_layers=scan_layers))
+    params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, t), jnp.int32))['params']
+    # Counted from the architecture: tied token embedding V*D (the position embedding T*D is
+    # left out by convention); per block two LayerNorms (2*2D), Q, K, V and output projections
+    # with biases (4*(D*D + D)), MLP D->4D->D with biases (8*D*D + 4D + D); a final LayerNorm.
+    per_block = 4 * d + 4 * (d * d + d) + 8 * d * d + 5 * d
+    n = v * d + layers * per_block + 2 * d
+    assert n == 27_552
+    assert sum(x.size for x in jax.tree.leaves(params)) == n + t * d
+    # 6 FLOPs per parameter per token (2 forward, 4 backward) + attention's QK^T and AV:
+    # 2 matmuls x 2 FLOPs x T keys x D, forward, x3 with backward = 12 L D T; T tokens.
+    assert 6 * 27_552 + 12 * layers * d * t == 177_600
+    assert model.train_flops_per_example(params) == t * 177_600 == 2_841_600
+
+
+def test_only_the_lm_has_a_flops_formula():
+  classifier = TransformerClassifier(config(num_outputs=3))
+  params = jax.eval_shape(classifier.init, jax.random.key(0), tokens(1, MAX_LEN))['params']
+  assert classifier.train_flops_per_example(params) is None
+
+
+@pytest.mark.parametrize('attention_impl, scan_layers', [
+    ('explicit', False), ('fused', False), ('explicit', True)])
+def test_prefill_then_decode_equals_full_forward(attention_impl, scan_layers):
+  model, params, forward = lm(attention_impl, scan_layers)
   seq = tokens(2, MAX_LEN)
   full, _ = forward(params, seq)
 
@@ -65,14 +130,14 @@ def test_prefill_then_decode_equals_full_forward(attention_impl):
 
 
 def test_untied_head_has_its_own_kernel():
-  model = TransformerLM(VOCAB, MAX_LEN, tie_embeddings=False, **SMALL)
+  model = TransformerLM(config(tie_embeddings=False))
   params = jax.eval_shape(model.init, jax.random.key(0), tokens(1, 4))['params']
   assert params['head']['kernel'].shape == (16, VOCAB)
   assert 'head' not in lm()[1]
 
 
 def test_classifier_ignores_appended_padding():
-  model = TransformerClassifier(VOCAB, num_outputs=3, max_len=MAX_LEN, **SMALL)
+  model = TransformerClassifier(config(num_outputs=3))
   seq = tokens(2, 7)
   padded = jnp.concatenate([seq, jnp.zeros((2, 4), jnp.int32)], axis=1)
   params = jax.jit(model.init)(jax.random.key(0), seq)
@@ -83,8 +148,9 @@ def test_classifier_ignores_appended_padding():
 
 
 @pytest.mark.parametrize('model', [
-    TransformerLM(VOCAB, MAX_LEN, dtype=jnp.bfloat16, **SMALL),
-    TransformerClassifier(VOCAB, 3, MAX_LEN, dtype=jnp.bfloat16, **SMALL),
+    TransformerLM(config(dtype='bfloat16')),
+    TransformerClassifier(config(num_outputs=3, dtype=jnp.bfloat16)),
+    TransformerLM(config(dtype='bfloat16', scan_layers=True, remat='dots')),
 ])
 def test_bfloat16_compute_keeps_float32_params_and_logits(model):
   # eval_shape: dtypes are fixed at trace time, so nothing needs compiling.
@@ -94,9 +160,74 @@ def test_bfloat16_compute_keeps_float32_params_and_logits(model):
 
 
 def test_cache_is_fixed_size_in_compute_dtype():
-  cache = init_cache(TransformerLM(VOCAB, MAX_LEN, dtype=jnp.bfloat16, **SMALL), batch_size=3)
+  cache = init_cache(TransformerLM(config(dtype=jnp.bfloat16)), batch_size=3)
   key = cache['block_0']['attention']['cached_key']
   assert key.shape == (3, MAX_LEN, 2, 8) and key.dtype == jnp.bfloat16
+  scanned = init_cache(TransformerLM(config(scan_layers=True)), batch_size=3)
+  assert scanned['blocks']['attention']['cached_key'].shape == (2, 3, MAX_LEN, 2, 8)
+
+
+def test_stack_and_unstack_layers_round_trip_exactly():
+  params = params_of()
+  stacked = stack_layers(params)
+  assert set(stacked) == {'blocks', 'final_norm', 'position_embed', 'token_embed'}
+  assert stacked['blocks']['mlp_in']['kernel'].shape == (2, 16, 64)
+  jax.tree.map(np.testing.assert_array_equal, unstack_layers(stacked), params)
+  # The scanned model's own init has exactly the stacked layout.
+  scanned = jax.eval_shape(TransformerLM(config(scan_layers=True)).init, jax.random.key(0),
+                           tokens(1, MAX_LEN))['params']
+  assert jax.tree.map(jnp.shape, scanned) == jax.tree.map(jnp.shape, stacked)
+  with pytest.raises(ValueError, match='block_0'):
+    stack_layers({'block_1': {}, 'final_norm': {}})
+
+
+@pytest.mark.parametrize('cls', [TransformerLM, TransformerClassifier])
+def test_scanned_layers_give_the_same_logits_and_attention(cls):
+  seq = tokens(2, MAX_LEN).at[1, 8:].set(0)  # padding, for the classifier
+  (separate, state), (scanned, scanned_state) = (
+      forward(params, seq) for _, params, forward in (lm(scan_layers=False, cls=cls),
+                                                      lm(scan_layers=True, cls=cls)))
+  np.testing.assert_allclose(scanned, separate, atol=ATOL)
+  # The scanned weights come stacked; unstack_layers names them per layer again.
+  weights = unstack_layers(scanned_state['intermediates'])['block_1']['attention']
+  np.testing.assert_allclose(weights['attention_weights'][0],
+                             state['intermediates']['block_1']['attention']['attention_weights'][0],
+                             atol=ATOL)
+
+
+@functools.cache
+def loss_and_grads(scan_layers: bool, remat: str, dropout_rate: float):
+  """Next-token loss and its gradients in training mode (dropout on), in the separate layout."""
+  model = TransformerLM(config(scan_layers=scan_layers, remat=remat, dropout_rate=dropout_rate,
+                               attention_dropout_rate=dropout_rate))
+  seq = tokens(4, MAX_LEN)
+
+  def loss(params):
+    # An 'rbg' key: its dropout draws compile about 3x faster than threefry's on CPU; only the
+    # sameness of the draws on both sides matters here.
+    logits = model.apply({'params': params}, seq, train=True,
+                         rngs={'dropout': jax.random.key(7, impl='rbg')})
+    return optax.softmax_cross_entropy_with_integer_labels(logits[:, :-1], seq[:, 1:]).mean()
+
+  value, grads = jax.jit(jax.value_and_grad(loss))(layout(params_of(), scan_layers))
+  return value, unstack_layers(grads) if scan_layers else grads
+
+
+@pytest.mark.parametrize('variant, reference', [
+    # remat recomputes the same function with the same dropout draws.
+    ((False, 'full', 0.1), (False, 'none', 0.1)),
+    # scan draws other dropout masks per layer than the separate layers, so without dropout.
+    ((True, 'none', 0.0), (False, 'none', 0.0)),
+    # the other policy, composed with scan.
+    ((True, 'dots', 0.0), (False, 'none', 0.0)),
+])
+def test_scan_and_remat_give_the_same_loss_and_gradients(variant, reference):
+  loss, grads = loss_and_grads(*variant)
+  expected_loss, expected_grads = loss_and_grads(*reference)
+  assert 2.5 < expected_loss < 3.5  # about log(23) = 3.1 at init
+  np.testing.assert_allclose(loss, expected_loss, atol=ATOL)
+  assert jax.tree.structure(grads) == jax.tree.structure(expected_grads)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, atol=ATOL), grads, expected_grads)
 
 
 def test_sequence_longer_than_max_len_is_a_user_error():
@@ -105,15 +236,18 @@ def test_sequence_longer_than_max_len_is_a_user_error():
     jax.eval_shape(model.apply, {'params': params}, tokens(1, MAX_LEN + 1))
 
 
-@pytest.mark.parametrize('cls, kwargs, field', [
-    (TransformerLM, {'d_model': 30, 'num_heads': 4}, 'd_model'),
-    (TransformerLM, {'num_layers': 0}, 'num_layers'),
-    (TransformerLM, {'attention_impl': 'flash'}, 'attention_impl'),
-    (TransformerClassifier, {'num_outputs': 0}, 'num_outputs'),
+@pytest.mark.parametrize('fields, message', [
+    ({'d_model': 30, 'num_heads': 4}, 'config.model.d_model=30'),
+    ({'num_layers': 0}, 'config.model.num_layers=0: must be an integer >= 1'),
+    ({'attention_impl': 'flash'}, 'config.model.attention_impl'),
+    ({'num_outputs': 0}, 'config.model.num_outputs=0'),
+    ({'remat': 'some'}, "config.model.remat='some': choose one of none, full, dots"),
 ])
-def test_bad_fields_are_user_errors(cls, kwargs, field):
-  base = {'vocab_size': VOCAB, 'max_len': MAX_LEN}
-  if cls is TransformerClassifier:
-    base['num_outputs'] = 2
-  with pytest.raises(UserInputError, match=field):
-    cls(**{**base, **kwargs})
+def test_bad_fields_are_user_errors(fields, message):
+  with pytest.raises(UserInputError, match=message):
+    config(**fields)
+
+
+def test_lm_outputs_are_its_vocabulary():
+  with pytest.raises(UserInputError, match='config.model.num_outputs=3: the LM predicts tokens'):
+    TransformerLM(config(num_outputs=3))

@@ -8,7 +8,8 @@ from PIL import Image
 
 from bigmodel_jax import plots
 from bigmodel_jax.infer.attention_maps import attention_maps
-from bigmodel_jax.models.transformer import TransformerClassifier, TransformerLM
+from bigmodel_jax.models.transformer import (
+    TransformerClassifier, TransformerConfig, TransformerLM, stack_layers)
 from bigmodel_jax.plots import attention
 from bigmodel_jax.plots import curves
 from bigmodel_jax.plots import images
@@ -96,16 +97,21 @@ def test_confusion_matrix_shows_counts_and_accuracy(tmp_path):
 
 def test_attention_maps_of_every_layer_and_head_and_their_plot(tmp_path):
   tokens = np.array([3, 1, 4, 1, 5, 9, 2, 6])
-  lm = TransformerLM(vocab_size=12, max_len=16, num_layers=2, num_heads=3, d_model=12)
+  lm_config = TransformerConfig(vocab_size=12, max_len=16, num_outputs=12, num_layers=2,
+                                num_heads=3, d_model=12)
+  lm = TransformerLM(lm_config)
   params = jax.jit(lm.init)(jax.random.key(0), jnp.zeros((1, 16), jnp.int32))['params']
   weights = attention_maps(lm, params, tokens)
+  scanned = TransformerLM(lm_config.replace(scan_layers=True))
+  np.testing.assert_allclose(attention_maps(scanned, stack_layers(params), tokens), weights,
+                             atol=1e-6)
   assert weights.shape == (2, 3, 8, 8)
   np.testing.assert_allclose(weights.sum(axis=-1), 1.0, rtol=1e-5)
   np.testing.assert_array_equal(np.triu(weights, k=1), 0.0)  # causal
   assert np.ptp(weights[..., -1, :-1]) > 0  # not uniform: the weights come from the model
 
-  classifier = TransformerClassifier(vocab_size=12, num_outputs=2, max_len=16, num_layers=1,
-                                     num_heads=2, d_model=8)
+  classifier = TransformerClassifier(TransformerConfig(
+      vocab_size=12, num_outputs=2, max_len=16, num_layers=1, num_heads=2, d_model=8))
   params = jax.jit(classifier.init)(jax.random.key(0), jnp.ones((1, 16), jnp.int32))['params']
   bidirectional = attention_maps(classifier, params, tokens)
   assert bidirectional.shape == (1, 2, 8, 8) and np.all(bidirectional > 0)  # no causal mask

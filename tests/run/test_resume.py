@@ -37,6 +37,18 @@ def test_safe_changes_are_allowed_and_logged(caplog):
 
 def test_a_field_added_to_the_config_since_counts_as_a_change():
   saved = _saved()
-  del saved['model']['tie_embeddings']
-  with pytest.raises(UserInputError, match=r'model.tie_embeddings: \(none\) -> True'):
+  del saved['data']['validation_fraction']  # no value reproduces a run without the split
+  with pytest.raises(UserInputError, match=r'data.validation_fraction: \(none\) -> 0.1'):
     resume.check_config_change(saved, transformer_config.get_config(), 'runs/x')
+
+
+def test_a_model_field_added_since_agrees_at_its_default_only():
+  # Runs written before model.param_dtype / scan_layers existed computed what their defaults do.
+  saved = _saved()
+  for field in ('param_dtype', 'scan_layers', 'remat', 'tie_embeddings'):
+    del saved['model'][field]
+  config = transformer_config.get_config()
+  resume.check_config_change(saved, config, 'runs/x')
+  config.model.scan_layers = True
+  with pytest.raises(UserInputError, match=r'model.scan_layers: False -> True'):
+    resume.check_config_change(saved, config, 'runs/x')
