@@ -224,15 +224,19 @@ class Profile:
     self._annotation = None
     if loop.step >= self.last_step or loop.is_last:
       jax.block_until_ready(loop.state)
-      self.close()
+      start = time.perf_counter()
+      self.close()  # writing the trace takes seconds: not training time
+      loop.paused_seconds += time.perf_counter() - start
     else:
       self._annotation = jax.profiler.StepTraceAnnotation('train', step_num=loop.step + 1)
       self._annotation.__enter__()
 
   def _start(self, loop: LoopState) -> None:
     jax.block_until_ready(loop.state)  # the steps before are not in the trace
+    start = time.perf_counter()
     os.makedirs(self.logdir, exist_ok=True)
     jax.profiler.start_trace(self.logdir, create_perfetto_trace=True)
+    loop.paused_seconds += time.perf_counter() - start
     self.active = True
     self._annotation = jax.profiler.StepTraceAnnotation('train', step_num=loop.step + 1)
     self._annotation.__enter__()
