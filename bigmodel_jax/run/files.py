@@ -10,6 +10,7 @@
       tensorboard/     event files
       summary.json     final validation metrics, the best validation step and the cost report
       plots/           PNG pictures (experiments.plot)
+      profile/         jax.profiler trace of config.profile's steps (TensorBoard, Perfetto)
 
 Every read is validated: a missing or damaged file is a `UserInputError` naming it, never a
 traceback from the JSON parser.
@@ -31,6 +32,7 @@ SUMMARY = 'summary.json'
 METRICS = 'metrics.jsonl'
 TENSORBOARD = 'tensorboard'
 PLOTS = 'plots'
+PROFILE = 'profile'
 LOCK = '.lock'
 
 # Config fields added after runs were first written, with the value that reads an older run's

@@ -26,7 +26,8 @@ SAFE_FIELDS = frozenset({
     # checkpoint. The bits may change with the reduction order (README, Determinism).
     'strategy', 'fsdp', 'grad_accum_steps',
 })
-SAFE_PREFIXES = ('sample.',)  # what is printed after training
+SAFE_PREFIXES = ('sample.',  # what is printed after training
+                 'profile.')  # which steps are traced: not what they compute
 
 
 def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:

@@ -74,6 +74,18 @@ def validate_config(config: ConfigDict) -> None:
   for field in ('weight_decay', 'grad_clip_norm', 'warmup_steps'):
     if opt[field] < 0:
       raise UserInputError(f'config.optimizer.{field} must be >= 0, got {opt[field]!r}')
+  validate_profile(config)
+
+
+def validate_profile(config: ConfigDict) -> None:
+  """config.profile (optional): start_step >= 1 and num_steps >= 0 (0: off), both integers."""
+  profile = config.get('profile')
+  if profile is None:
+    return
+  for field, least in (('start_step', 1), ('num_steps', 0)):
+    value = profile.get(field)
+    if not _is_int(value) or value < least:
+      raise UserInputError(f'config.profile.{field} must be an integer >= {least}, got {value!r}')
 
 
 def validate_strategy(config: ConfigDict, *, num_devices: int, num_processes: int) -> None:

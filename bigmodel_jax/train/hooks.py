@@ -7,6 +7,7 @@ what the logging and evaluation hooks of that step recorded.
 """
 
 import dataclasses
+import os
 import signal
 import time
 from typing import Any, Callable, Protocol
@@ -179,6 +180,76 @@ class Callback(Periodic):
 
   def __call__(self, loop: LoopState) -> None:
     self.fn(loop.step)
+
+
+@dataclasses.dataclass
+class Profile:
+  """A `jax.profiler` trace of steps start_step .. start_step + num_steps - 1 into `logdir`.
+
+  Steps are numbered as the loop logs them (step 1 is the first). The trace starts after step
+  start_step - 1 (before the loop when that is where the run starts: call `start_if_due` there)
+  and stops after its last step, once the device work is done, so the traced steps are whole.
+  Each traced step is marked with a `StepTraceAnnotation` ('train', step_num), which TensorBoard's
+  profile plugin (`tensorboard --logdir=workdir/profile`) reads as its step boundaries; the
+  `.trace.json.gz` files beside the `.xplane.pb` open in Perfetto (ui.perfetto.dev). The loop
+  adds this hook only when config.profile.num_steps > 0: off, it costs nothing.
+  """
+  start_step: int
+  num_steps: int
+  logdir: str
+  every: int = 1
+  active: bool = False
+
+  def __post_init__(self):
+    self._annotation = None
+
+  @property
+  def last_step(self) -> int:
+    return self.start_step + self.num_steps - 1
+
+  def due(self, loop: LoopState) -> bool:
+    return self.start_step - 1 <= loop.step <= self.last_step
+
+  def start_if_due(self, loop: LoopState) -> None:
+    """Starts the trace if the next step is the first profiled one (a run starting there)."""
+    if loop.step == self.start_step - 1 and not self.active:
+      self._start(loop)
+
+  def __call__(self, loop: LoopState) -> None:
+    if not self.active:
+      if loop.step == self.start_step - 1 and not loop.is_last:
+        self._start(loop)
+      return
+    self._annotation.__exit__(None, None, None)  # step `loop.step` was dispatched in it
+    self._annotation = None
+    if loop.step >= self.last_step or loop.is_last:
+      jax.block_until_ready(loop.state)
+      start = time.perf_counter()
+      self.close()  # writing the trace takes seconds: not training time
+      loop.paused_seconds += time.perf_counter() - start
+    else:
+      self._annotation = jax.profiler.StepTraceAnnotation('train', step_num=loop.step + 1)
+      self._annotation.__enter__()
+
+  def _start(self, loop: LoopState) -> None:
+    jax.block_until_ready(loop.state)  # the steps before are not in the trace
+    start = time.perf_counter()
+    os.makedirs(self.logdir, exist_ok=True)
+    jax.profiler.start_trace(self.logdir, create_perfetto_trace=True)
+    loop.paused_seconds += time.perf_counter() - start
+    self.active = True
+    self._annotation = jax.profiler.StepTraceAnnotation('train', step_num=loop.step + 1)
+    self._annotation.__enter__()
+
+  def close(self) -> None:
+    """Stops the trace if it runs (also when the run stops early: the trace so far is kept)."""
+    if not self.active:
+      return
+    if self._annotation is not None:
+      self._annotation.__exit__(None, None, None)
+      self._annotation = None
+    jax.profiler.stop_trace()
+    self.active = False
 
 
 def stop_message(loop: LoopState, checkpointer: Checkpointer) -> str:

@@ -7,7 +7,8 @@ Order of work, so that bad input never leaves a trace:
      write config.json and dataset.json, then resume from the newest intact checkpoint in the
      workdir or initialise from the seed;
   3. run the compiled step; after each step the hooks (train/hooks.py) do the periodic work:
-     agree on preemption, log, evaluate on the validation split, checkpoint;
+     agree on preemption, log, evaluate on the validation split, checkpoint, and (only when
+     config.profile.num_steps > 0) trace the profiled steps;
   4. write summary.json: final validation metrics, the best validation step and the cost report.
 
 Training never reads the test split: `experiments.evaluate` does, once a run is done.
@@ -217,12 +218,19 @@ def _run_in_workdir(parts: RunParts, workdir: str, train_iter, preemption: Preem
              hooks_lib.SaveCheckpoint(config.checkpoint_every, checkpointer=checkpointer,
                                       skip_nonfinite=skip),
              *extra_hooks)
+    profiler = _profiler(config, workdir)
+    if profiler is not None:  # off (num_steps 0): not in the list, not called once per step
+      hooks += (profiler,)
+      profiler.start_if_due(loop)
     try:
       _train(loop, batch, train_step, strategy, hooks, checkpointer)
       if not loop.validation:  # resumed at the end of a run that left no summary
         evaluate(loop)
     finally:
-      # Also on an exception: saves already started complete before the process goes on.
+      # Also on an exception: saves already started complete before the process goes on, and a
+      # trace being written is closed (keeping the steps traced so far).
+      if profiler is not None:
+        profiler.close()
       checkpointer.close()
     report = _cost_report(parts, loop.state, num_params, flops_per_step, flops_convention,
                           logger.seconds_per_step(), meter, checkpointer.size_bytes())
@@ -231,6 +239,15 @@ def _run_in_workdir(parts: RunParts, workdir: str, train_iter, preemption: Preem
   if primary:
     files.write_summary(workdir, summary)
   return summary
+
+
+def _profiler(config: ConfigDict, workdir: str) -> hooks_lib.Profile | None:
+  """The profiler hook of config.profile, or None when profiling is off."""
+  profile = config.get('profile')
+  if profile is None or not profile.num_steps:
+    return None
+  return hooks_lib.Profile(profile.start_step, profile.num_steps,
+                           os.path.join(workdir, files.PROFILE))
 
 
 def _train(loop: hooks_lib.LoopState, batch, train_step, strategy, hooks, checkpointer) -> None:

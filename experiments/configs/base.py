@@ -55,4 +55,10 @@ def get_base_config() -> config_dict.ConfigDict:
   config.preemption_sync_every = 10
   config.checkpoint_every = 500
   config.keep_checkpoints = 3
+
+  # jax.profiler trace of steps start_step .. start_step + num_steps - 1 into workdir/profile
+  # (TensorBoard's profile plugin and Perfetto open it). num_steps 0: off, and free.
+  config.profile = config_dict.ConfigDict()
+  config.profile.start_step = 10
+  config.profile.num_steps = 0
   return config

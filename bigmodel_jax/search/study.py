@@ -1,0 +1,152 @@
+"""The Optuna study of a sweep: storage, sampler, pruner, and the settings it was made with.
+
+Storage. Default: a journal file, `<sweepdir>/study.journal` (Optuna's JournalStorage with its
+file backend): an append-only log that several processes share through a lock file. It works on
+any filesystem that has atomic rename or O_EXCL creation, network filesystems included (SQLite's
+locking is unreliable on NFS, and its one writer at a time serialises every trial update), and
+needs no server. `--storage` takes any Optuna RDB URL (sqlite:///path, postgresql://...,
+mysql://...) for hosts that share a database rather than a filesystem, or a file path for a
+journal file elsewhere.
+"""
+
+import json
+import logging
+import os
+from typing import Any
+
+import optuna
+from ml_collections import ConfigDict
+
+from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.run import resume
+
+JOURNAL = 'study.journal'
+SAMPLERS = ('tpe', 'random', 'grid')
+PRUNERS = ('median', 'halving', 'none')
+DIRECTIONS = ('minimize', 'maximize')
+
+# Config fields that may differ between the workers of one study (or a rerun): where the same
+# data lives, how a run logs and saves, how a step is split over devices, and what is traced.
+# Anything else would make the trials incomparable.
+_SAFE_FIELDS = frozenset({'data.data_dir', 'log_every', 'checkpoint_every', 'keep_checkpoints',
+                          'preemption_sync_every', 'strategy', 'fsdp', 'grad_accum_steps'})
+_SAFE_PREFIXES = ('profile.', 'sample.')
+_CONFIG_ATTR, _METRIC_ATTR = 'bigmodel_jax.config', 'bigmodel_jax.metric'
+
+optuna.logging.set_verbosity(logging.WARNING)  # the sweep logs its own line per trial
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip()
+  return f'{type(error).__name__}: {text.splitlines()[0]}' if text else type(error).__name__
+
+
+def open_storage(url: str | None, sweepdir: str) -> optuna.storages.BaseStorage:
+  """The storage `url` names (None: the journal file in `sweepdir`, which must exist)."""
+  if url is None:
+    return _journal(os.path.join(sweepdir, JOURNAL))
+  if '://' not in url:
+    if not os.path.isdir(os.path.dirname(os.path.abspath(url))):
+      raise UserInputError('cannot be opened: its directory does not exist', subject='storage',
+                           value=url)
+    return _journal(url)
+  try:
+    return optuna.storages.RDBStorage(url)
+  except Exception as e:  # pylint: disable=broad-except  # a driver, server or file problem
+    raise UserInputError(f'cannot be opened: {_first_line(e)}', subject='storage',
+                         value=url) from None
+
+
+def _journal(path: str) -> optuna.storages.JournalStorage:
+  # The open() lock, not the default symlink lock: it also works where symlinks do not.
+  backend = optuna.storages.journal.JournalFileBackend(
+      path, lock_obj=optuna.storages.journal.JournalFileOpenLock(path))
+  return optuna.storages.JournalStorage(backend)
+
+
+class _Grid(optuna.samplers.GridSampler):
+  """The grid sampler without its `study.stop()` (the worker counts the trials itself)."""
+
+  def after_trial(self, study, trial, state, values) -> None:
+    pass
+
+
+def create_sampler(name: str, *, seed: int | None, grid: dict[str, list[Any]] | None,
+                   num_trials: int) -> optuna.samplers.BaseSampler:
+  if name == 'grid':
+    return _Grid(grid, seed=seed)
+  if name == 'random':
+    return optuna.samplers.RandomSampler(seed=seed)
+  # Half the trials (at most 10, Optuna's default) explore at random before TPE models them.
+  return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, min(10, num_trials // 2)))
+
+
+def create_pruner(name: str, *, startup_trials: int = 2,
+                  warmup_steps: int = 0) -> optuna.pruners.BasePruner:
+  """median: stop a trial whose metric is worse than the median of the trials before it at the
+  same step (after `startup_trials` finished trials and `warmup_steps` steps); halving:
+  asynchronous successive halving (the rung sizes estimated from the first trial)."""
+  if name == 'median':
+    return optuna.pruners.MedianPruner(n_startup_trials=startup_trials,
+                                       n_warmup_steps=warmup_steps)
+  if name == 'halving':
+    return optuna.pruners.SuccessiveHalvingPruner()
+  return optuna.pruners.NopPruner()
+
+
+def open_study(storage, name: str, *, direction: str, sampler, pruner, config: ConfigDict,
+               metric: str) -> optuna.Study:
+  """Creates the study, or loads it when it exists and was made for the same config and metric."""
+  try:
+    existing = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+  except KeyError:
+    existing = None
+  if existing is not None:
+    _check_same(existing, direction, config, metric, name)
+    return existing
+  try:
+    study = optuna.create_study(study_name=name, storage=storage, direction=direction,
+                                sampler=sampler, pruner=pruner)
+  except optuna.exceptions.DuplicatedStudyError:  # another worker made it a moment ago
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    _check_same(study, direction, config, metric, name)
+    return study
+  study.set_user_attr(_CONFIG_ATTR, json.dumps(config.to_dict()))
+  study.set_user_attr(_METRIC_ATTR, metric)
+  return study
+
+
+def _check_same(study: optuna.Study, direction: str, config: ConfigDict, metric: str,
+                name: str) -> None:
+  saved_direction = study.direction.name.lower()
+  saved_metric = study.user_attrs.get(_METRIC_ATTR)
+  if saved_direction != direction or saved_metric not in (None, metric):
+    raise UserInputError(
+        f'study {name!r} in {_storage_name(study)} was made to {saved_direction} '
+        f'{saved_metric}, not to {direction} {metric}; rerun with its --metric and --direction, '
+        'or choose another --sweepdir (or --study_name)')
+  saved = study.user_attrs.get(_CONFIG_ATTR)
+  if saved is None:
+    return
+  old = resume._flatten(json.loads(saved))  # pylint: disable=protected-access
+  new = resume._flatten(json.loads(json.dumps(config.to_dict())))  # pylint: disable=protected-access
+  missing = object()
+  changed = sorted(k for k in old.keys() | new.keys()
+                   if old.get(k, missing) != new.get(k, missing)
+                   and k not in _SAFE_FIELDS and not k.startswith(_SAFE_PREFIXES))
+  if changed:
+    described = ', '.join(f'{k}: {old.get(k, "(none)")!r} -> {new.get(k, "(none)")!r}'
+                          for k in changed[:5])
+    raise UserInputError(
+        f'study {name!r} in {_storage_name(study)} was made for another config ({described}'
+        f"{', ...' if len(changed) > 5 else ''}); its trials would not compare: rerun with the "
+        'old config, or choose another --sweepdir (or --study_name)')
+
+
+def _storage_name(study: optuna.Study) -> str:
+  storage = study._storage  # pylint: disable=protected-access
+  url = getattr(storage, 'url', None)
+  if url:
+    return url
+  backend = getattr(storage, '_backend', None)
+  return getattr(backend, '_file_path', type(storage).__name__)
