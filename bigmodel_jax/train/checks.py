@@ -79,6 +79,34 @@ def validate_config(config: ConfigDict) -> None:
   for field in ('weight_decay', 'grad_clip_norm', 'warmup_steps'):
     if opt[field] < 0:
       raise UserInputError(f'config.optimizer.{field} must be >= 0, got {opt[field]!r}')
+  validate_dp(config)
+
+
+def _is_real(value: Any) -> bool:
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def validate_dp(config: ConfigDict) -> None:
+  """Checks config.dp (DP-SGD); the checks that need the data are in privacy.budget."""
+  dp = config.dp
+  if not isinstance(dp.enabled, bool):
+    raise UserInputError(f'config.dp.enabled must be True or False, got {dp.enabled!r}')
+  if not dp.enabled:
+    return
+  task = data.dataset_task(config.data.name)
+  if task not in ('classification', 'regression'):
+    raise UserInputError(f'config.dp.enabled=True trains classifiers and regressors (one example '
+                         f'is one record); dataset {config.data.name!r} is {task}')
+  if not _is_real(dp.clip_norm) or not dp.clip_norm > 0:
+    raise UserInputError(f'config.dp.clip_norm must be > 0, got {dp.clip_norm!r}')
+  if not _is_real(dp.noise_multiplier) or not dp.noise_multiplier > 0:
+    raise UserInputError(f'config.dp.noise_multiplier must be > 0, got {dp.noise_multiplier!r}')
+  if not _is_real(dp.delta) or not 0 < dp.delta < 1:
+    raise UserInputError(f'config.dp.delta must be strictly between 0 and 1, got {dp.delta!r}')
+  for field in ('target_epsilon', 'max_epsilon'):
+    value = dp[field]
+    if value is not None and (not _is_real(value) or not 0 < value < float('inf')):
+      raise UserInputError(f'config.dp.{field} must be a positive number, got {value!r}')
 
 
 def validate_strategy(config: ConfigDict, *, num_devices: int, num_processes: int) -> None:
