@@ -80,6 +80,8 @@ def validate_config(config: ConfigDict) -> None:
     if opt[field] < 0:
       raise UserInputError(f'config.optimizer.{field} must be >= 0, got {opt[field]!r}')
   validate_dp(config)
+  if 'federated' in config:
+    validate_federated(config)
 
 
 def _is_real(value: Any) -> bool:
@@ -107,6 +109,29 @@ def validate_dp(config: ConfigDict) -> None:
     value = dp[field]
     if value is not None and (not _is_real(value) or not 0 < value < float('inf')):
       raise UserInputError(f'config.dp.{field} must be a positive number, got {value!r}')
+
+
+def validate_federated(config: ConfigDict) -> None:
+  """Checks config.federated (privacy.federated); num_clients against the data is checked there."""
+  fed = config.federated
+  for field in ('num_clients', 'clients_per_round', 'local_steps', 'local_batch_size'):
+    if not _is_int(fed[field]) or fed[field] <= 0:
+      raise UserInputError(f'config.federated.{field} must be a positive integer, got {fed[field]!r}')
+  if fed.clients_per_round > fed.num_clients:
+    raise UserInputError(f'config.federated.clients_per_round={fed.clients_per_round} must be <= '
+                         f'config.federated.num_clients={fed.num_clients}')
+  alpha = fed.dirichlet_alpha
+  if alpha is not None and (not _is_real(alpha) or not 0 < alpha < float('inf')):
+    raise UserInputError(f'config.federated.dirichlet_alpha must be a positive number (or None for '
+                         f'an IID split), got {alpha!r}')
+  for field in ('client_learning_rate', 'server_learning_rate'):
+    if not _is_real(fed[field]) or not fed[field] > 0:
+      raise UserInputError(f'config.federated.{field} must be > 0, got {fed[field]!r}')
+  if not _is_real(fed.prox_mu) or fed.prox_mu < 0:
+    raise UserInputError(f'config.federated.prox_mu must be >= 0, got {fed.prox_mu!r}')
+  if config.dp.enabled and config.dp.max_epsilon is not None:
+    raise UserInputError('config.dp.max_epsilon is not supported by federated runs; set '
+                         'config.dp.target_epsilon (the rounds are known in advance)')
 
 
 def validate_strategy(config: ConfigDict, *, num_devices: int, num_processes: int) -> None:
