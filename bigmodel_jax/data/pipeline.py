@@ -16,10 +16,10 @@ from bigmodel_jax.errors import UserInputError
 Batch = dict[str, np.ndarray]
 
 # Threads (not processes) read and batch ahead while the accelerator runs a step.
-_READ_OPTIONS = grain.ReadOptions(num_threads=4, prefetch_buffer_size=8)
+READ_OPTIONS = grain.ReadOptions(num_threads=4, prefetch_buffer_size=8)
 
 
-def _collate(examples: Sequence[dataset_lib.Example], batch_size: int) -> Batch:
+def collate(examples: Sequence[dataset_lib.Example], batch_size: int) -> Batch:
   """Stacks examples and pads them to `batch_size` with zero rows of weight 0."""
   count = len(examples)
   batch = {}
@@ -65,10 +65,10 @@ def train_batches(source: dataset_lib.Source, *, batch_size: int, seed: int,
   def make_batch(index: int, _) -> Batch:
     epoch, step = divmod(index, batches_per_epoch)
     rows = shard_order(epoch)[step * batch_size:(step + 1) * batch_size]
-    return _collate([source[int(row)] for row in rows], batch_size)
+    return collate([source[int(row)] for row in rows], batch_size)
 
   dataset = grain.MapDataset.range(batches_per_epoch).repeat().map_with_index(make_batch)
-  return iter(dataset.to_iter_dataset(_READ_OPTIONS))
+  return iter(dataset.to_iter_dataset(READ_OPTIONS))
 
 
 def eval_batches(source: dataset_lib.Source, *, batch_size: int,
@@ -87,8 +87,8 @@ def eval_batches(source: dataset_lib.Source, *, batch_size: int,
       rows = rows[np.linspace(0, len(rows) - 1, wanted).round().astype(np.int64)]
 
   def make_batch(index: int, _) -> Batch:
-    return _collate([source[int(row)] for row in rows[index * batch_size:(index + 1) * batch_size]],
+    return collate([source[int(row)] for row in rows[index * batch_size:(index + 1) * batch_size]],
                     batch_size)
 
   dataset = grain.MapDataset.range(-(-len(rows) // batch_size)).map_with_index(make_batch)
-  return iter(dataset.to_iter_dataset(_READ_OPTIONS))
+  return iter(dataset.to_iter_dataset(READ_OPTIONS))

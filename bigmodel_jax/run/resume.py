@@ -25,6 +25,7 @@ SAFE_FIELDS = frozenset({
     # How the same update is split over devices and micro-batches; restoring reshards the
     # checkpoint. The bits may change with the reduction order (README, Determinism).
     'strategy', 'fsdp', 'grad_accum_steps',
+    'dp.max_epsilon',  # the budget: where training stops, not what a step computes
 })
 SAFE_PREFIXES = ('sample.',  # what is printed after training
                  'profile.')  # which steps are traced: not what they compute

@@ -75,6 +75,9 @@ def validate_config(config: ConfigDict) -> None:
     if opt[field] < 0:
       raise UserInputError(f'config.optimizer.{field} must be >= 0, got {opt[field]!r}')
   validate_profile(config)
+  validate_dp(config)
+  if 'federated' in config:
+    validate_federated(config)
 
 
 def validate_profile(config: ConfigDict) -> None:
@@ -86,6 +89,56 @@ def validate_profile(config: ConfigDict) -> None:
     value = profile.get(field)
     if not _is_int(value) or value < least:
       raise UserInputError(f'config.profile.{field} must be an integer >= {least}, got {value!r}')
+
+
+def _is_real(value: Any) -> bool:
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def validate_dp(config: ConfigDict) -> None:
+  """Checks config.dp (DP-SGD); the checks that need the data are in privacy.budget."""
+  dp = config.dp
+  if not isinstance(dp.enabled, bool):
+    raise UserInputError(f'config.dp.enabled must be True or False, got {dp.enabled!r}')
+  if not dp.enabled:
+    return
+  task = data.dataset_task(config.data.name)
+  if task not in ('classification', 'regression'):
+    raise UserInputError(f'config.dp.enabled=True trains classifiers and regressors (one example '
+                         f'is one record); dataset {config.data.name!r} is {task}')
+  if not _is_real(dp.clip_norm) or not dp.clip_norm > 0:
+    raise UserInputError(f'config.dp.clip_norm must be > 0, got {dp.clip_norm!r}')
+  if not _is_real(dp.noise_multiplier) or not dp.noise_multiplier > 0:
+    raise UserInputError(f'config.dp.noise_multiplier must be > 0, got {dp.noise_multiplier!r}')
+  if not _is_real(dp.delta) or not 0 < dp.delta < 1:
+    raise UserInputError(f'config.dp.delta must be strictly between 0 and 1, got {dp.delta!r}')
+  for field in ('target_epsilon', 'max_epsilon'):
+    value = dp[field]
+    if value is not None and (not _is_real(value) or not 0 < value < float('inf')):
+      raise UserInputError(f'config.dp.{field} must be a positive number, got {value!r}')
+
+
+def validate_federated(config: ConfigDict) -> None:
+  """Checks config.federated (privacy.federated); num_clients against the data is checked there."""
+  fed = config.federated
+  for field in ('num_clients', 'clients_per_round', 'local_steps', 'local_batch_size'):
+    if not _is_int(fed[field]) or fed[field] <= 0:
+      raise UserInputError(f'config.federated.{field} must be a positive integer, got {fed[field]!r}')
+  if fed.clients_per_round > fed.num_clients:
+    raise UserInputError(f'config.federated.clients_per_round={fed.clients_per_round} must be <= '
+                         f'config.federated.num_clients={fed.num_clients}')
+  alpha = fed.dirichlet_alpha
+  if alpha is not None and (not _is_real(alpha) or not 0 < alpha < float('inf')):
+    raise UserInputError(f'config.federated.dirichlet_alpha must be a positive number (or None for '
+                         f'an IID split), got {alpha!r}')
+  for field in ('client_learning_rate', 'server_learning_rate'):
+    if not _is_real(fed[field]) or not fed[field] > 0:
+      raise UserInputError(f'config.federated.{field} must be > 0, got {fed[field]!r}')
+  if not _is_real(fed.prox_mu) or fed.prox_mu < 0:
+    raise UserInputError(f'config.federated.prox_mu must be >= 0, got {fed.prox_mu!r}')
+  if config.dp.enabled and config.dp.max_epsilon is not None:
+    raise UserInputError('config.dp.max_epsilon is not supported by federated runs; set '
+                         'config.dp.target_epsilon (the rounds are known in advance)')
 
 
 def validate_strategy(config: ConfigDict, *, num_devices: int, num_processes: int) -> None:

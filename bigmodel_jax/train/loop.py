@@ -35,6 +35,9 @@ from bigmodel_jax import cost
 from bigmodel_jax import data
 from bigmodel_jax import models
 from bigmodel_jax.errors import Preempted
+from bigmodel_jax.privacy import budget as dp_budget
+from bigmodel_jax.privacy import hooks as dp_hooks
+from bigmodel_jax.privacy import sampling as dp_sampling
 from bigmodel_jax.run import files
 from bigmodel_jax.run import resume
 from bigmodel_jax.run import trained
@@ -81,6 +84,22 @@ class RunParts:
   tx: optax.GradientTransformation
   schedule: optax.Schedule
   strategy: strategies.Strategy
+  dp: dp_budget.DpPlan | None = None  # DP-SGD (config.dp.enabled)
+
+  @property
+  def num_steps(self) -> int:
+    """Where training ends: config.num_steps, or earlier where a privacy budget runs out."""
+    return self.dp.num_steps if self.dp else self.config.num_steps
+
+  def train_batches(self):
+    """This process's iterator of training batches (Poisson-sampled under DP-SGD)."""
+    processes, config = jax.process_count(), self.config
+    shard = dict(seed=config.seed, shard_index=jax.process_index(), shard_count=processes)
+    if self.dp:
+      return dp_sampling.poisson_batches(self.dataset.train, batch_size=config.batch_size,
+                                         capacity=self.dp.capacity, **shard)
+    return data.train_batches(self.dataset.train, batch_size=config.batch_size // processes,
+                              **shard)
 
   def init(self) -> TrainState:
     """A fresh train state from the config's seed (wrap in the strategy to place it)."""
@@ -92,7 +111,8 @@ class RunParts:
     """The one train step, compiled ahead of time by the strategy for `state` and `batch`."""
     return self.strategy.compile_train_step(
         functools.partial(step_lib.make_train_step, self.model, self.task, self.tx,
-                          grad_accum_steps=self.config.grad_accum_steps), state, batch)
+                          grad_accum_steps=self.config.grad_accum_steps,
+                          dp=self.dp.step if self.dp else None), state, batch)
 
   def model_flops_per_step(self, state: TrainState, host_batch: dict[str, Any]
                            ) -> tuple[float | None, str]:
@@ -138,7 +158,15 @@ def build_run(config: ConfigDict) -> RunParts:
   model = models.build_model(config.model, dataset.spec)
   tx, schedule = optimizers.create_optimizer(config.optimizer, config.num_steps)
   strategy = strategies.create_strategy(config.strategy, fsdp=config.fsdp)
-  return RunParts(config, dataset, task, model, tx, schedule, strategy)
+  dp = None
+  if config.dp.enabled:
+    dp = dp_budget.plan(
+        config, len(dataset.train),
+        dp_budget.model_variables(model, dataset.spec.example_inputs()),
+        batch_multiple=strategy.num_devices * config.grad_accum_steps * jax.process_count())
+    config = config.copy_and_resolve_references()
+    config.dp.noise_multiplier = dp.step.noise_multiplier  # solved for dp.target_epsilon
+  return RunParts(config, dataset, task, model, tx, schedule, strategy, dp)
 
 
 def train_and_evaluate(config: ConfigDict, workdir: str, *,
@@ -157,10 +185,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
   """
   # 1. Everything that can reject the input, before the workdir is touched.
   parts = build_run(config)
-  processes = jax.process_count()
-  train_iter = data.train_batches(parts.dataset.train, batch_size=config.batch_size // processes,
-                                  seed=config.seed, shard_index=jax.process_index(),
-                                  shard_count=processes)
+  train_iter = parts.train_batches()
 
   # 2. Workdir (one run at a time), resume or init. In a multi-host run the hosts share the
   # workdir, so only process 0 takes its lock.
@@ -184,7 +209,7 @@ def _run_in_workdir(parts: RunParts, workdir: str, train_iter, preemption: Preem
                               keep=config.keep_checkpoints)
   state, data_state, log_state = _restore_or_init(checkpointer, strategy, parts.init)
   start_step = int(state.step)
-  if start_step >= config.num_steps and os.path.exists(os.path.join(workdir, files.SUMMARY)):
+  if start_step >= parts.num_steps and os.path.exists(os.path.join(workdir, files.SUMMARY)):
     checkpointer.close()
     logging.info('Run in %s already finished at step %d.', workdir, start_step)
     return {**files.read_summary(workdir), 'already_finished': True}
@@ -199,11 +224,11 @@ def _run_in_workdir(parts: RunParts, workdir: str, train_iter, preemption: Preem
   num_params = cost.count_params(state.params)
   logging.info('Model %s: %s parameters; task %s; %d steps from step %d; strategy %s over %d '
                'device(s), %d process(es)', config.model.name, f'{num_params:,}', parts.task.name,
-               config.num_steps, start_step, strategy.name, strategy.num_devices,
+               parts.num_steps, start_step, strategy.name, strategy.num_devices,
                jax.process_count())
   empty = LogInterval.empty(train_step.out_info[1])
   loop = hooks_lib.LoopState(
-      state=state, step=start_step, num_steps=config.num_steps, train_iter=train_iter,
+      state=state, step=start_step, num_steps=parts.num_steps, train_iter=train_iter,
       interval=LogInterval.from_json(log_state) if log_state is not None else empty)
   meter = parts.meter(flops_per_step)
   with MetricWriter(workdir, resume_step=start_step) as writer:
@@ -218,6 +243,9 @@ def _run_in_workdir(parts: RunParts, workdir: str, train_iter, preemption: Preem
              hooks_lib.SaveCheckpoint(config.checkpoint_every, checkpointer=checkpointer,
                                       skip_nonfinite=skip),
              *extra_hooks)
+    if parts.dp:
+      hooks += (dp_hooks.ReportPrivacy(config.log_every, plan=parts.dp, writer=writer,
+                                       requested_steps=config.num_steps),)
     profiler = _profiler(config, workdir)
     if profiler is not None:  # off (num_steps 0): not in the list, not called once per step
       hooks += (profiler,)
@@ -236,6 +264,9 @@ def _run_in_workdir(parts: RunParts, workdir: str, train_iter, preemption: Preem
                           logger.seconds_per_step(), meter, checkpointer.size_bytes())
     writer.write(loop.step, 'cost', report)
   summary = {'validation': loop.validation, 'best': _best(loop, checkpointer), 'cost': report}
+  if parts.dp:
+    summary['privacy'] = {**parts.dp.report(loop.step), 'steps': loop.step,
+                          'stopped_by_budget': loop.step < config.num_steps}
   if primary:
     files.write_summary(workdir, summary)
   return summary

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bigmodel_jax.privacy import dp_sgd
 from bigmodel_jax.train.state import TrainState
 from bigmodel_jax.train.tasks import Batch, Task
 
@@ -19,7 +20,8 @@ def all_finite(tree) -> jax.Array:
 
 
 def make_train_step(model: nn.Module, task: Task, tx: optax.GradientTransformation, *,
-                    grad_accum_steps: int = 1, axis_name: str | None = None
+                    grad_accum_steps: int = 1, axis_name: str | None = None,
+                    dp: dp_sgd.DpSgd | None = None
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """`train_step(state, batch) -> (state, metrics)` for one global batch.
 
@@ -35,6 +37,10 @@ def make_train_step(model: nn.Module, task: Task, tx: optax.GradientTransformati
   skipped (the same effect as optax.apply_if_finite, whose extra optimizer state would make the
   checkpoint's layout depend on the NaN policy). It is decided after the device average, so all
   devices skip together.
+
+  With `dp` (DP-SGD, see privacy/dp_sgd.py) each micro-batch gives the sum of its clipped
+  per-example gradients; the sums over micro-batches and devices get the Gaussian noise once,
+  from a key that does not depend on the device, and are divided by the expected batch size.
   """
 
   def loss_fn(params, batch: Batch, rng: jax.Array):
@@ -43,7 +49,17 @@ def make_train_step(model: nn.Module, task: Task, tx: optax.GradientTransformati
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-  def accumulated_grads(params, batch: Batch, rng: jax.Array):
+  def mean_grads(params, batch: Batch, rng: jax.Array):
+    (_, metrics), grads = grad_fn(params, batch, rng)
+    return grads, metrics
+
+  def dp_sums(params, batch: Batch, rng: jax.Array):
+    return dp_sgd.clipped_sums(grad_fn, params, batch, rng, dp.clip_norm)
+
+  # (grads, metrics) of a (micro-)batch: means without DP, sums over its examples with DP.
+  batch_grads = mean_grads if dp is None else dp_sums
+
+  def summed_over_micro_batches(params, batch: Batch, rng: jax.Array):
     micro_batches = jax.tree.map(
         lambda x: jnp.swapaxes(
             x.reshape(x.shape[0] // grad_accum_steps, grad_accum_steps, *x.shape[1:]), 0, 1),
@@ -51,25 +67,31 @@ def make_train_step(model: nn.Module, task: Task, tx: optax.GradientTransformati
 
     def add_micro_batch(carry, inputs):
       index, micro_batch = inputs
-      (_, metrics), grads = grad_fn(params, micro_batch, jax.random.fold_in(rng, index))
-      return jax.tree.map(jnp.add, carry, (grads, metrics)), None
+      out = batch_grads(params, micro_batch, jax.random.fold_in(rng, index))
+      return jax.tree.map(jnp.add, carry, out), None
 
-    (_, metric_shapes), grad_shapes = jax.eval_shape(
-        grad_fn, params, jax.tree.map(lambda x: x[0], micro_batches), rng)
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (grad_shapes, metric_shapes))
-    (grads, metrics), _ = jax.lax.scan(add_micro_batch, zeros,
-                                       (jnp.arange(grad_accum_steps), micro_batches))
-    return jax.tree.map(lambda x: x / grad_accum_steps, (grads, metrics))
+    shapes = jax.eval_shape(batch_grads, params, jax.tree.map(lambda x: x[0], micro_batches), rng)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    sums, _ = jax.lax.scan(add_micro_batch, zeros, (jnp.arange(grad_accum_steps), micro_batches))
+    return sums
 
   def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-    rng = jax.random.fold_in(state.rng, state.step)
+    step_rng = jax.random.fold_in(state.rng, state.step)
+    rng = step_rng
     if axis_name is not None:  # each device draws its own dropout masks
       rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
     if grad_accum_steps == 1:
-      (_, metrics), grads = grad_fn(state.params, batch, rng)
+      grads, metrics = batch_grads(state.params, batch, rng)
     else:
-      grads, metrics = accumulated_grads(state.params, batch, rng)
-    if axis_name is not None:
+      grads, metrics = summed_over_micro_batches(state.params, batch, rng)
+      if dp is None:
+        grads, metrics = jax.tree.map(lambda x: x / grad_accum_steps, (grads, metrics))
+    if dp is not None:
+      if axis_name is not None:  # the whole batch's sums, on every device
+        grads, metrics = jax.lax.psum((grads, metrics), axis_name)
+      grads, metrics = dp_sgd.noisy_mean(
+          grads, metrics, jax.random.fold_in(step_rng, dp_sgd.NOISE_STREAM), dp)
+    elif axis_name is not None:
       grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)

@@ -47,6 +47,15 @@ def get_base_config() -> config_dict.ConfigDict:
   # True skips such updates instead and logs how many were skipped.
   config.skip_nonfinite_updates = False
 
+  # DP-SGD (README, Privacy): Poisson-sampled batches, per-example clipping, Gaussian noise.
+  config.dp = config_dict.ConfigDict()
+  config.dp.enabled = False
+  config.dp.clip_norm = 1.0            # C: each example's gradient is scaled to norm <= C
+  config.dp.noise_multiplier = 1.0     # sigma: noise std sigma * C on the summed gradient
+  config.dp.target_epsilon = config_dict.placeholder(float)  # solve sigma for num_steps
+  config.dp.delta = 1e-5               # epsilon is reported at this delta (< 1 / train size)
+  config.dp.max_epsilon = config_dict.placeholder(float)  # end the run before exceeding it
+
   config.log_every = 100
   config.eval_every = 500
   config.eval_batches = 0              # 0: the whole validation split

@@ -1,0 +1,1 @@
+"""Differential privacy (DP-SGD and its accounting) and federated averaging in simulation."""
