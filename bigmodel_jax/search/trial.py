@@ -13,7 +13,6 @@ import os
 from typing import Any
 
 import optuna
-from absl import logging
 from ml_collections import ConfigDict
 
 from bigmodel_jax.errors import NonFiniteError, UserInputError
