@@ -19,6 +19,7 @@ from bigmodel_jax import data
 from bigmodel_jax import models
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.train import loop
+from experiments import allocator
 from experiments import cli
 
 # 'fsdp' is the mesh strategy with params and optimizer state split over the devices.
@@ -94,7 +95,8 @@ def main(argv):
   if _FAKE_DEVICES.value:
     jax.config.update('jax_num_cpu_devices', _FAKE_DEVICES.value)
   print(f'{jax.device_count()} x {jax.devices()[0].device_kind} '
-        f'({jax.default_backend()}), {_STEPS.value} timed steps after {_WARMUP.value} warm-up')
+        f'({jax.default_backend()}), {_STEPS.value} timed steps after {_WARMUP.value} warm-up; '
+        f'malloc: {allocator.in_use()}')
   rows = [benchmark(m, s) for m in _MODELS.value for s in _STRATEGY_LIST.value]
   columns = list(rows[0])
   table = [columns] + [[_cell(row[c]) for c in columns] for row in rows]
