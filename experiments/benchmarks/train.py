@@ -5,7 +5,9 @@
 Times the compiled step alone on one batch already on the devices (the input pipeline is not
 measured), with each model's config from experiments/configs/. --fake_devices splits the CPU
 into that many devices, to exercise the multi-device strategies without accelerators; it has no
-effect on GPU or TPU. FLOPs follow the conventions in bigmodel_jax/cost.py.
+effect on GPU or TPU. FLOPs follow the conventions in bigmodel_jax/cost.py. MFU is against the
+device's peak; where none is known (CPU), 'vs matmul' is against a float32 matmul measured on
+the spot (cost.matmul_ceiling_flops_per_second).
 """
 
 import importlib
@@ -63,8 +65,9 @@ def benchmark(model_name: str, strategy_name: str) -> dict:
   jax.block_until_ready((state, metrics))
   seconds = (time.perf_counter() - start) / _STEPS.value
   device_kind = jax.devices()[0].device_kind
-  mfu = cost.mfu(flops / seconds, device_kind=device_kind, num_devices=strategy.num_devices,
-                 dtype=config.model.dtype) if flops else None
+  utilisation = cost.utilisation(flops / seconds, device_kind=device_kind,
+                                 num_devices=strategy.num_devices,
+                                 dtype=config.model.dtype) if flops else {}
   seq_len = dataset.metadata.get('seq_len', 1)
   return {
       'model': model_name, 'strategy': strategy_name, 'devices': strategy.num_devices,
@@ -72,9 +75,14 @@ def benchmark(model_name: str, strategy_name: str) -> dict:
       'items/s': config.batch_size * seq_len / seconds,
       'unit': 'tokens' if 'seq_len' in dataset.metadata else 'examples',
       'flops/step': flops, 'flop/s': flops / seconds if flops else None,
-      'mfu': f'{100 * mfu:.1f}%' if mfu is not None else 'unknown peak',
+      'mfu': _percent(utilisation.get('mfu')),
+      'vs matmul': _percent(utilisation.get('mfu_vs_measured_matmul')),
       'peak mem': cost.peak_memory_bytes().get('peak_device_memory_bytes'),
   }
+
+
+def _percent(fraction: float | str | None) -> str | None:
+  return f'{100 * fraction:.1f}%' if isinstance(fraction, float) else fraction
 
 
 def _cell(value) -> str:
