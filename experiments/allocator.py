@@ -33,21 +33,20 @@ MIMALLOC_IN_SITE_PACKAGES = os.path.join('cmeel.prefix', 'lib', 'libmimalloc.so'
 _ALLOCATOR_MARKS = ('tcmalloc', 'jemalloc', 'mimalloc')
 
 
-def find_allocator(lib_dirs: Sequence[str] = LIB_DIRS,
-                   site_dirs: Sequence[str] | None = None) -> str | None:
-  """The first tcmalloc in `lib_dirs`, else mimalloc in `site_dirs` (default: this Python's)."""
-  for directory in lib_dirs:
-    for name in TCMALLOC_NAMES:
-      path = os.path.join(directory, name)
-      if os.path.isfile(path):
-        return path
+def installed_allocators(lib_dirs: Sequence[str] = LIB_DIRS,
+                         site_dirs: Sequence[str] | None = None) -> list[str]:
+  """Every tcmalloc in `lib_dirs`, then mimalloc in `site_dirs` (default: this Python's)."""
   if site_dirs is None:
     site_dirs = dict.fromkeys((sysconfig.get_path('purelib'), sysconfig.get_path('platlib')))
-  for directory in site_dirs:
-    path = os.path.join(directory, MIMALLOC_IN_SITE_PACKAGES)
-    if os.path.isfile(path):
-      return path
-  return None
+  paths = [os.path.join(directory, name) for directory in lib_dirs for name in TCMALLOC_NAMES]
+  paths += [os.path.join(directory, MIMALLOC_IN_SITE_PACKAGES) for directory in site_dirs]
+  return [path for path in paths if os.path.isfile(path)]
+
+
+def find_allocator(lib_dirs: Sequence[str] = LIB_DIRS,
+                   site_dirs: Sequence[str] | None = None) -> str | None:
+  """The allocator `auto` preloads: the first of `installed_allocators`, or None."""
+  return next(iter(installed_allocators(lib_dirs, site_dirs)), None)
 
 
 def names_allocator(text: str) -> bool:

@@ -89,9 +89,6 @@ def test_a_command_runs_with_the_found_library():
   assert result.returncode == 0, result.stderr[-3000:]
   library = os.path.realpath(allocator.find_allocator())  # /proc/self/maps names the file
   assert result.stdout.splitlines()[0].endswith(f'malloc: {library}')
-  result = _benchmark_header('system')
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert result.stdout.splitlines()[0].endswith('malloc: system malloc')
 
 
 def test_a_bad_choice_stops_the_command_with_one_line():
