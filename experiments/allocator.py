@@ -35,12 +35,16 @@ _ALLOCATOR_MARKS = ('tcmalloc', 'jemalloc', 'mimalloc')
 
 def installed_allocators(lib_dirs: Sequence[str] = LIB_DIRS,
                          site_dirs: Sequence[str] | None = None) -> list[str]:
-  """Every tcmalloc in `lib_dirs`, then mimalloc in `site_dirs` (default: this Python's)."""
+  """Every tcmalloc in `lib_dirs`, then mimalloc in `site_dirs` (default: this Python's).
+
+  A library reached through two directories (/usr/lib64 a link to /usr/lib) is listed once.
+  """
   if site_dirs is None:
     site_dirs = dict.fromkeys((sysconfig.get_path('purelib'), sysconfig.get_path('platlib')))
   paths = [os.path.join(directory, name) for directory in lib_dirs for name in TCMALLOC_NAMES]
   paths += [os.path.join(directory, MIMALLOC_IN_SITE_PACKAGES) for directory in site_dirs]
-  return [path for path in paths if os.path.isfile(path)]
+  files = {os.path.realpath(path): path for path in reversed(paths) if os.path.isfile(path)}
+  return list(reversed(files.values()))
 
 
 def find_allocator(lib_dirs: Sequence[str] = LIB_DIRS,

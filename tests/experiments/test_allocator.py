@@ -97,3 +97,11 @@ def test_a_bad_choice_stops_the_command_with_one_line():
   assert result.stderr.splitlines() == [
       "error: BIGMODEL_ALLOCATOR='/nonexistent.so': no such file; use auto, system or the path of "
       'a malloc library (e.g. /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4)']
+
+
+def test_a_library_reached_twice_is_listed_once(tmp_path):
+  (tmp_path / 'lib').mkdir()
+  (tmp_path / 'lib' / 'libtcmalloc_minimal.so.4').write_bytes(b'')
+  (tmp_path / 'lib64').symlink_to(tmp_path / 'lib')
+  assert allocator.installed_allocators([str(tmp_path / 'lib'), str(tmp_path / 'lib64')], []) == [
+      str(tmp_path / 'lib' / 'libtcmalloc_minimal.so.4')]
