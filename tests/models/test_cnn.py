@@ -45,9 +45,9 @@ def test_max_pool_equals_flax_max_pool_and_its_gradient(shape):
   # Random normal inputs: no window holds its maximum twice (see max_pool_2x2 on ties).
   x = jax.random.normal(jax.random.key(0), shape)
   reference = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
-  np.testing.assert_array_equal(max_pool_2x2(x), reference(x))
+  np.testing.assert_array_equal(jax.jit(max_pool_2x2)(x), jax.jit(reference)(x))
   cotangent = jax.random.normal(jax.random.key(1), reference(x).shape)
-  grad = lambda pool: jax.grad(lambda x: jnp.sum(pool(x) * cotangent))(x)
+  grad = lambda pool: jax.jit(jax.grad(lambda x: jnp.sum(pool(x) * cotangent)))(x)
   np.testing.assert_array_equal(grad(max_pool_2x2), grad(reference))
 
 
@@ -55,8 +55,8 @@ def test_cnn_gradients_equal_those_with_flax_max_pool(monkeypatch):
   # Through conv and ReLU, where windows of zeros are ties: the ReLU zeroes their gradient.
   model = CNN(num_outputs=10, conv_features=(4, 8, 8), dense_features=(16,))
   images = jax.random.uniform(jax.random.key(0), (4, 16, 16, 3))
-  params = model.init(jax.random.key(1), images)['params']
+  params = jax.jit(model.init)(jax.random.key(1), images)['params']
   loss = lambda params: jnp.sum(model.apply({'params': params}, images) ** 2)
-  ours = jax.grad(loss)(params)
+  ours = jax.jit(jax.grad(loss))(params)
   monkeypatch.setattr(cnn, 'max_pool_2x2', lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)))
-  jax.tree.map(np.testing.assert_array_equal, ours, jax.grad(loss)(params))
+  jax.tree.map(np.testing.assert_array_equal, ours, jax.jit(jax.grad(loss))(params))
