@@ -10,6 +10,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from bigmodel_jax import compile_cache
 from bigmodel_jax import models
 from bigmodel_jax.errors import NonFiniteError, Preempted, UserInputError
 
@@ -112,6 +113,10 @@ def run(main: Callable[[Sequence[str]], None], *, config_for_model: str | None =
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(_OnlyOwnInfo())
     try:
+      # Before anything compiles; rerunning a command then loads its programs from the cache.
+      cache_dir = compile_cache.dir_from_environment(os.environ)
+      if cache_dir:
+        compile_cache.enable(cache_dir)
       main(argv)
     except UserInputError as e:
       fail(describe(e))

@@ -42,3 +42,24 @@ def test_xla_flops_of_a_matmul():
   a = jax.ShapeDtypeStruct((8, 32), jnp.float32)
   b = jax.ShapeDtypeStruct((32, 16), jnp.float32)
   assert cost.xla_flops(jnp.matmul, a, b) == 2 * 8 * 32 * 16
+
+
+def test_without_a_peak_utilisation_is_against_the_measured_matmul(monkeypatch):
+  monkeypatch.setattr(cost, 'matmul_ceiling_flops_per_second', lambda: 400e9)
+  # CPU devices share the host's cores: 8 fake devices still have one host's ceiling.
+  assert cost.utilisation(100e9, device_kind='cpu', num_devices=8, dtype='float32') == {
+      'mfu': 'unknown peak', 'mfu_vs_measured_matmul': 0.25,
+      'matmul_ceiling_flops_per_second': 400e9}
+  # An accelerator missing from the table: each device has its own ceiling.
+  assert cost.utilisation(100e9, device_kind='NVIDIA GeForce RTX 4090', num_devices=2,
+                          dtype='bfloat16')['mfu_vs_measured_matmul'] == 0.125
+  # A known peak needs no measurement.
+  assert cost.utilisation(0.4 * 989.5e12, device_kind='NVIDIA H100 80GB HBM3', num_devices=1,
+                          dtype='bfloat16') == {'mfu': pytest.approx(0.4)}
+
+
+def test_the_matmul_ceiling_is_measured_once_per_process():
+  cost.matmul_ceiling_flops_per_second.cache_clear()
+  ceiling = cost.matmul_ceiling_flops_per_second(size=256)
+  assert ceiling > 1e6  # 2 * 256**3 FLOPs in well under 30 s
+  assert cost.matmul_ceiling_flops_per_second(size=256) is ceiling

@@ -128,7 +128,7 @@ class LogMetrics(Periodic):
     if self._last_step > self.start_step:
       self.steady_seconds += elapsed
       self.steady_steps += steps
-    rates = self.meter.rates(steps, elapsed)
+    rates = self.meter.rates(steps, elapsed, with_utilisation=False)
     throughput = {k: rates[k] for k in ('examples_per_second', 'tokens_per_second') if k in rates}
     learning_rate = float(self.schedule(loop.step - 1))
     self.writer.write(loop.step, 'train', {**means, 'learning_rate': learning_rate, **throughput})

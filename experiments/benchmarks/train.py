@@ -5,7 +5,9 @@
 Times the compiled step alone on one batch already on the devices (the input pipeline is not
 measured), with each model's config from experiments/configs/. --fake_devices splits the CPU
 into that many devices, to exercise the multi-device strategies without accelerators; it has no
-effect on GPU or TPU. FLOPs follow the conventions in bigmodel_jax/cost.py.
+effect on GPU or TPU. FLOPs follow the conventions in bigmodel_jax/cost.py. MFU is against the
+device's peak; where none is known (CPU), 'vs matmul' is against a float32 matmul measured on
+the spot (cost.matmul_ceiling_flops_per_second).
 """
 
 import importlib
@@ -19,6 +21,7 @@ from bigmodel_jax import data
 from bigmodel_jax import models
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.train import loop
+from experiments import allocator
 from experiments import cli
 
 # 'fsdp' is the mesh strategy with params and optimizer state split over the devices.
@@ -62,16 +65,20 @@ def benchmark(model_name: str, strategy_name: str) -> dict:
     state, metrics = train_step(state, batch)
   jax.block_until_ready((state, metrics))
   rates = meter.rates(_STEPS.value, time.perf_counter() - start)
-  mfu = rates.get('mfu')
   return {
       'model': model_name, 'strategy': strategy_name, 'devices': strategy.num_devices,
       'batch': config.batch_size, 'ms/step': 1e3 * rates['seconds_per_step'],
       'items/s': rates.get('tokens_per_second', rates['examples_per_second']),
       'unit': 'tokens' if 'tokens_per_second' in rates else 'examples',
       'flops/step': flops, 'flop/s': rates.get('flops_per_second'),
-      'mfu': f'{100 * mfu:.1f}%' if isinstance(mfu, float) else 'unknown peak',
+      'mfu': _percent(rates.get('mfu')),
+      'vs matmul': _percent(rates.get('mfu_vs_measured_matmul')),
       'peak mem': cost.peak_memory_bytes().get('peak_device_memory_bytes'),
   }
+
+
+def _percent(fraction: float | str | None) -> str | None:
+  return f'{100 * fraction:.1f}%' if isinstance(fraction, float) else fraction
 
 
 def _cell(value) -> str:
@@ -92,7 +99,8 @@ def main(argv):
   if _FAKE_DEVICES.value:
     jax.config.update('jax_num_cpu_devices', _FAKE_DEVICES.value)
   print(f'{jax.device_count()} x {jax.devices()[0].device_kind} '
-        f'({jax.default_backend()}), {_STEPS.value} timed steps after {_WARMUP.value} warm-up')
+        f'({jax.default_backend()}), {_STEPS.value} timed steps after {_WARMUP.value} warm-up; '
+        f'malloc: {allocator.in_use()}')
   rows = [benchmark(m, s) for m in _MODELS.value for s in _STRATEGY_LIST.value]
   columns = list(rows[0])
   table = [columns] + [[_cell(row[c]) for c in columns] for row in rows]

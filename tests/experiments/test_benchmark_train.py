@@ -17,12 +17,12 @@ def test_prints_a_row_per_strategy():
   lines = result.stdout.strip().splitlines()
   assert lines[0].startswith('4 x cpu')
   assert lines[1].split() == ['model', 'strategy', 'devices', 'batch', 'ms/step', 'items/s', 'unit',
-                              'flops/step', 'flop/s', 'mfu', 'peak', 'mem']
+                              'flops/step', 'flop/s', 'mfu', 'vs', 'matmul', 'peak', 'mem']
   rows = [line.split() for line in lines[2:]]
   assert [(r[0], r[1], r[2]) for r in rows] == [('mlp', 'single', '1'), ('mlp', 'fsdp', '4'),
                                                 ('mlp', 'pmap', '4')]
   assert all(float(r[4]) > 0 and r[6] == 'examples' and ' '.join(r[9:11]) == 'unknown peak'
-             for r in rows)
+             and r[11].endswith('%') for r in rows)
   assert len({r[7] for r in rows}) == 1  # the model's FLOPs do not depend on the strategy
 
 

@@ -1,9 +1,12 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from bigmodel_jax.errors import UserInputError
-from bigmodel_jax.models.cnn import CNN, CNNConfig
+from bigmodel_jax.models import cnn as cnn_lib
+from bigmodel_jax.models.cnn import CNN, CNNConfig, max_pool_2x2
 
 
 def cnn(**fields) -> CNN:
@@ -40,3 +43,25 @@ def test_bfloat16_compute_keeps_float32_params_and_outputs():
 def test_no_conv_layers_is_a_user_error():
   with pytest.raises(UserInputError, match=r'config.model.conv_features=\(\): need at least one'):
     CNNConfig(num_outputs=10, conv_features=())
+
+
+@pytest.mark.parametrize('shape', [(3, 8, 8, 5), (2, 7, 9, 3)])
+def test_max_pool_equals_flax_max_pool_and_its_gradient(shape):
+  # Random normal inputs: no window holds its maximum twice (see max_pool_2x2 on ties).
+  x = jax.random.normal(jax.random.key(0), shape)
+  reference = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+  np.testing.assert_array_equal(jax.jit(max_pool_2x2)(x), jax.jit(reference)(x))
+  cotangent = jax.random.normal(jax.random.key(1), reference(x).shape)
+  grad = lambda pool: jax.jit(jax.grad(lambda x: jnp.sum(pool(x) * cotangent)))(x)
+  np.testing.assert_array_equal(grad(max_pool_2x2), grad(reference))
+
+
+def test_cnn_gradients_equal_those_with_flax_max_pool(monkeypatch):
+  # Through conv and ReLU, where windows of zeros are ties: the ReLU zeroes their gradient.
+  model = cnn(num_outputs=10, conv_features=(4, 8, 8), dense_features=(16,))
+  images = jax.random.uniform(jax.random.key(0), (4, 16, 16, 3))
+  params = jax.jit(model.init)(jax.random.key(1), images)['params']
+  loss = lambda params: jnp.sum(model.apply({'params': params}, images) ** 2)
+  ours = jax.jit(jax.grad(loss))(params)
+  monkeypatch.setattr(cnn_lib, 'max_pool_2x2', lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)))
+  jax.tree.map(np.testing.assert_array_equal, ours, jax.jit(jax.grad(loss))(params))
