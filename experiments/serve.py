@@ -8,8 +8,11 @@ see bigmodel_jax/infer/server.py for the routes and the JSON. It listens on 127.
 --host says otherwise, and stops cleanly on SIGTERM or Ctrl-C.
 """
 
+import signal
+
 import uvicorn
 from absl import flags
+from absl import logging
 
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.infer import server
@@ -32,9 +35,17 @@ def main(argv):
     raise UserInputError('must be in 1 .. 65535', subject='port', value=_PORT.value)
   app = server.create_app(_EXPORTED.value, max_batch=_MAX_BATCH.value,
                           max_wait_ms=_MAX_WAIT_MS.value)
-  # uvicorn turns SIGTERM and SIGINT into a graceful shutdown: open requests finish, then the
-  # app's lifespan stops the batching worker and run() returns.
+  # uvicorn turns SIGTERM and SIGINT into a graceful shutdown (open requests finish, then the
+  # app's lifespan stops the batching worker) and then raises the signal again for the handler
+  # that was there before it: this one, so that a requested stop exits with status 0.
+  for signum in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(signum, _stopped)
   uvicorn.run(app, host=_HOST.value, port=_PORT.value, log_level='warning')
+
+
+def _stopped(signum, frame) -> None:
+  del frame
+  logging.info('Stopped on %s', signal.Signals(signum).name)
 
 
 if __name__ == '__main__':

@@ -103,9 +103,14 @@ def create_app(exported: str, *, max_batch: int = 64, max_wait_ms: float = 5.0) 
       deadline = loop.time() + max_wait_ms / 1e3
       while count < max_batch:
         try:
-          pending = await asyncio.wait_for(queue.get(), max(deadline - loop.time(), 0))
-        except TimeoutError:
-          break
+          pending = queue.get_nowait()  # what is already waiting costs no timer
+        except asyncio.QueueEmpty:
+          if loop.time() >= deadline:
+            break
+          try:
+            pending = await asyncio.wait_for(queue.get(), deadline - loop.time())
+          except TimeoutError:
+            break
         if count + len(pending.inputs) > max_batch:
           held = pending
           break
