@@ -56,6 +56,8 @@ _SCHEDULE = flags.DEFINE_enum('schedule', 'gradual', ('gradual', 'oneshot'),
                               'prune: polynomial rise over the first half of --steps, or at once.')
 _NM = flags.DEFINE_string('nm', None, 'prune: N:M structured sparsity, e.g. 2:4 (sets '
                           '--sparsity to 1 - N/M).')
+_MODEL = flags.DEFINE_string('model', 'mlp', 'distill: the student\'s family; picks '
+                             'experiments/configs/<model>.py as --config.')
 _TEMPERATURE = flags.DEFINE_float('temperature', 4.0, 'distill: softmax temperature T.')
 _ALPHA = flags.DEFINE_float('alpha', 0.9, 'distill: weight of the soft (teacher) loss.')
 _REPEATS = flags.DEFINE_integer('repeats', 50, 'Timed calls per latency figure.', lower_bound=1)

@@ -12,6 +12,7 @@ its dot_general injected into every layer, i.e. model changes. What qwix does he
 The quantized params hold int8 arrays, so an export of the PTQ model stores int8 constants.
 """
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,12 +37,14 @@ def quantization_aware(model: nn.Module) -> nn.Module:
 def _calibrate(model: nn.Module, params: Any, batches: Iterable[jax.Array]) -> Any:
   """qwix's activation statistics (running mean of each input's absmax) over `batches`."""
   calibrating = qwix.quantize_model(model, qwix.QtProvider(_rules(static_activations=True)))
+  # Eager: qwix's statistics under jit leak a tracer out of its custom_vjp (qwix 0.1.8).
+  apply = functools.partial(calibrating.apply, train=False, mutable=['quant_stats'])
   stats = None
   for inputs in batches:
     variables = {'params': params}
     if stats is not None:
       variables['quant_stats'] = stats
-    _, updated = calibrating.apply(variables, inputs, train=False, mutable=['quant_stats'])
+    _, updated = apply(variables, inputs)
     stats = updated['quant_stats']
   return stats
 
