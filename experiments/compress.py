@@ -58,8 +58,8 @@ _NM = flags.DEFINE_string('nm', None, 'prune: N:M structured sparsity, e.g. 2:4 
                           '--sparsity to 1 - N/M).')
 _MODEL = flags.DEFINE_string('model', 'mlp', 'distill: the student\'s family; picks '
                              'experiments/configs/<model>.py as --config.')
-_TEMPERATURE = flags.DEFINE_float('temperature', 4.0, 'distill: softmax temperature T.')
-_ALPHA = flags.DEFINE_float('alpha', 0.9, 'distill: weight of the soft (teacher) loss.')
+_TEMPERATURE = flags.DEFINE_float('temperature', 2.0, 'distill: softmax temperature T.')
+_ALPHA = flags.DEFINE_float('alpha', 0.5, 'distill: weight of the soft (teacher) loss.')
 _REPEATS = flags.DEFINE_integer('repeats', 50, 'Timed calls per latency figure.', lower_bound=1)
 
 

@@ -43,8 +43,8 @@ class Distillation:
   task: tasks.Classification
   teacher: nn.Module
   teacher_params: Any
-  temperature: float = 4.0
-  alpha: float = 0.9
+  temperature: float = 2.0
+  alpha: float = 0.5
 
   def __post_init__(self):
     if self.temperature <= 0:
