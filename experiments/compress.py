@@ -2,7 +2,8 @@
 
     python -m experiments.compress --workdir=runs/cnn --method=quantize --output=serving/cnn_int8
     python -m experiments.compress --workdir=runs/cnn --method=qat --output=runs/cnn_qat --steps=200
-    python -m experiments.compress --workdir=runs/mlp --method=prune --sparsity=0.9 --output=runs/mlp_pruned
+    python -m experiments.compress --workdir=runs/mlp --method=prune --sparsity=0.9 \
+        --output=runs/mlp_pruned
     python -m experiments.compress --workdir=runs/cnn --method=distill --output=runs/mlp_student \
         --model=mlp --config.model.hidden_sizes=(32,)
 
@@ -27,6 +28,7 @@ import dataclasses
 import json
 import os
 import tempfile
+from typing import Any
 
 import optax
 from absl import flags
@@ -82,7 +84,8 @@ def _calibration(trained: trained_lib.Trained, batches: int):
   return [next(iterator)['inputs'] for _ in range(batches)]
 
 
-def _export_int8(trained: trained_lib.Trained, directory: str, extra) -> object:
+def _export_int8(trained: trained_lib.Trained, directory: str, extra) -> Any:
+  """Writes the int8 artifact of `trained` to `directory`; returns its quantized params."""
   model, params = quantize.quantize(trained.model, trained.params,
                                     trained.spec.example_inputs(),
                                     _calibration(trained, _CALIBRATION_BATCHES.value))
@@ -138,15 +141,16 @@ def _prune(original, output, scratch, test):
     sparsity = 1 - nm[0] / nm[1]
   else:
     prune.check_sparsity(sparsity)
-  if _SCHEDULE.value == 'oneshot' or nm is not None:
+  oneshot = _SCHEDULE.value == 'oneshot' or nm is not None
+  if oneshot:
     schedule, end_step = (lambda step: sparsity), 0
   else:
     end_step = max(steps // 2, 1)
     schedule = prune.polynomial_sparsity(sparsity, 0, end_step)
   pruning = prune.magnitude_pruning(schedule, update_every=max(end_step // 10, 1),
                                     end_step=end_step, nm=nm)
-  settings = {'sparsity': sparsity, 'schedule': _SCHEDULE.value, 'nm': _NM.value,
-              'steps': steps, 'learning_rate': _LEARNING_RATE.value}
+  settings = {'sparsity': sparsity, 'schedule': 'oneshot' if oneshot else 'gradual',
+              'nm': _NM.value, 'steps': steps, 'learning_rate': _LEARNING_RATE.value}
   tuned = _fine_tune(original, output, lambda parts: {'tx': optax.chain(parts.tx, pruning)})
   settings['measured_sparsity'] = prune.measured_sparsity(tuned.params)
   return [_row(f'pruned {sparsity:.0%}', tuned, os.path.join(scratch, 'pruned'), test,

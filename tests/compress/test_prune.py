@@ -1,4 +1,4 @@
-"""Magnitude pruning: exact sparsity, N:M groups, the schedule, and masks that hold through training."""
+"""Magnitude pruning: exact sparsity, N:M groups, the schedule, masks that hold in training."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""int8 with qwix: per-channel int8 kernels, close outputs, a smaller artifact, and QAT gradients."""
+"""int8 with qwix: per-channel int8 kernels, close outputs, a smaller artifact, QAT gradients."""
 
 import os
 
