@@ -1,6 +1,7 @@
 """The serving benchmark starts two servers on free loopback ports and prints a row for each."""
 
 import jax
+import pytest
 from conftest import run_module
 
 from bigmodel_jax import data
@@ -8,6 +9,7 @@ from bigmodel_jax.infer import export
 from bigmodel_jax.models.mlp import MLP
 
 
+@pytest.mark.slow  # two server start-ups; tests/infer/test_server.py covers the server
 def test_prints_a_row_with_and_without_batching(tmp_path):
   spec = data.load_dataset('digits', data_dir=None, seq_len=1, tokenizer='char', target=None,
                            test_fraction=0.2, validation_fraction=0.1, seed=0).spec

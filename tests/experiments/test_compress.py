@@ -53,6 +53,7 @@ def test_quantize_writes_a_smaller_int8_artifact_that_predict_serves(mlp_workdir
   assert len(result.stdout.strip().splitlines()) == 3  # header and two rows
 
 
+@pytest.mark.slow  # fine-tuning in a subprocess; test_prune checks the masks in-process
 def test_prune_reaches_the_target_exactly_and_evaluate_reads_the_run(mlp_workdir, tmp_path):
   output = str(tmp_path / 'pruned')
   report = compress(mlp_workdir, output, '--method=prune', '--sparsity=0.75', '--steps=10')
