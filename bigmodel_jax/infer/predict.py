@@ -11,6 +11,8 @@ What a model takes is read from the run's DataSpec (dataset.json), by its `input
 The preparation needs only the spec, so it serves an exported artifact as well as a workdir.
 """
 
+import base64
+import binascii
 import csv
 import io
 import json
@@ -50,10 +52,11 @@ def describe_inputs(spec: DataSpec) -> str:
 # Images
 
 
-def _read_image(path: str, input_shape: Sequence[int]) -> np.ndarray:
+def _read_image(path: str | io.BytesIO, input_shape: Sequence[int], name: str) -> np.ndarray:
+  """(H, W, C) float32 in [0, 1] of an image file or encoded image bytes, named `name`."""
   height, width, channels = input_shape
   if channels not in (1, 3):
-    raise _bad_input(path, f'the model takes {channels}-channel images; only 1 (grey) or 3 (RGB) '
+    raise _bad_input(name, f'the model takes {channels}-channel images; only 1 (grey) or 3 (RGB) '
                      'can be read from image files, give .npy arrays')
   try:
     with Image.open(path) as image:
@@ -61,8 +64,8 @@ def _read_image(path: str, input_shape: Sequence[int]) -> np.ndarray:
       if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BILINEAR)
       pixels = np.asarray(image, dtype=np.float32)
-  except (UnidentifiedImageError, OSError) as e:
-    raise _bad_input(path, f'cannot be read as an image: {e}') from None
+  except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+    raise _bad_input(name, f'cannot be read as an image: {e}') from None
   return (pixels / 255.0).reshape(height, width, channels)
 
 
@@ -71,6 +74,11 @@ def _read_array(path: str, input_shape: Sequence[int]) -> np.ndarray:
     array = np.load(path, allow_pickle=False)
   except (ValueError, OSError) as e:
     raise _bad_input(path, f'not a numeric .npy array: {e}') from None
+  return _image_array(array, input_shape, path)
+
+
+def _image_array(array: np.ndarray, input_shape: Sequence[int], path: str) -> np.ndarray:
+  """(N, H, W, C) float32 of one image or a stack, float in [0, 1] or uint8 pixels."""
   shape = tuple(input_shape)
   if array.shape == shape:
     array = array[None]
@@ -95,7 +103,7 @@ def read_images(paths: Sequence[str], input_shape: Sequence[int]) -> tuple[list[
       array = _read_array(path, input_shape)
       names += [path] if len(array) == 1 else [f'{path}[{i}]' for i in range(len(array))]
     elif suffix in IMAGE_SUFFIXES:
-      array = _read_image(path, input_shape)[None]
+      array = _read_image(path, input_shape, path)[None]
       names.append(path)
     else:
       raise _bad_input(path, f'the model takes images; give {", ".join(IMAGE_SUFFIXES)} or .npy '
@@ -114,6 +122,15 @@ def read_table(path: str, spec: DataSpec) -> tuple[list[str], np.ndarray]:
   Columns the model does not use (the target, an id) are ignored; a missing feature is an error.
   """
   columns, values = data.read_csv(path, subject='inputs')
+  if not len(values):
+    raise _bad_input(path, 'has a header but no rows')
+  return ([f'{path}:{line}' for line in range(2, len(values) + 2)],
+          _table_features(columns, values, spec, path))
+
+
+def _table_features(columns: Sequence[str], values: np.ndarray, spec: DataSpec,
+                    path: str) -> np.ndarray:
+  """Normalised (N, F) features of rows `values` (N, len(columns)), by the feature names."""
   features = spec.feature_names
   missing = [name for name in features if name not in columns]
   if missing:
@@ -123,11 +140,8 @@ def read_table(path: str, spec: DataSpec) -> tuple[list[str], np.ndarray]:
   if unused:
     logging.warning('%s: ignored column(s) the model was not trained on: %s', path,
                     ', '.join(unused))
-  if not len(values):
-    raise _bad_input(path, 'has a header but no rows')
   rows = values[:, [columns.index(name) for name in features]]
-  names = [f'{path}:{line}' for line in range(2, len(rows) + 2)]
-  return names, data.normalize_features(rows, spec.normalization)
+  return data.normalize_features(rows, spec.normalization)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,6 +206,58 @@ def prepare_inputs(spec: DataSpec, paths: Sequence[str] = (),
   if not texts:
     raise _bad_input(','.join(paths), 'the files hold no text lines')
   return [_shorten(t) for t in texts], encode_texts(texts, spec)
+
+
+def prepare_json(spec: DataSpec, instances: Any) -> np.ndarray:
+  """Model inputs of a JSON list of instances (a request to the server), prepared as files are.
+
+  One instance is, by the spec's input kind: an image as nested lists (H, W, C), or (H, W) for
+  one channel, of values in [0, 1], or as a base64 PNG/JPEG string; a row of features as an
+  object {feature name: number, or null for missing}; a text as a string.
+  """
+  if spec.task == 'language_modeling':
+    raise UserInputError('the model is a language model; it continues text instead')
+  if not isinstance(instances, list) or not instances:
+    raise _bad_input('inputs', 'give a non-empty JSON list of instances')
+  return np.stack([_json_instance(spec, item, f'inputs[{i}]') for i, item in enumerate(instances)])
+
+
+def _json_instance(spec: DataSpec, item: Any, name: str) -> np.ndarray:
+  if spec.input_kind == 'image':
+    if isinstance(item, str):
+      try:
+        encoded = base64.b64decode(item, validate=True)
+      except binascii.Error:
+        raise _bad_input(name, 'a string must be a base64 PNG or JPEG image') from None
+      return _read_image(io.BytesIO(encoded), spec.input_shape, name)
+    try:
+      array = np.asarray(item, dtype=np.float32)
+    except (ValueError, TypeError):
+      raise _bad_input(name, 'give an image as nested lists of numbers or a base64 PNG or '
+                       'JPEG string') from None
+    if array.ndim == 2 and spec.input_shape[-1] == 1:
+      array = array[..., None]
+    if array.shape != tuple(spec.input_shape) or not np.isfinite(array).all():
+      raise _bad_input(name, f'an image of shape {array.shape}; the model takes finite values '
+                       f'of shape {tuple(spec.input_shape)}')
+    return _image_array(array, spec.input_shape, name)[0]
+  if spec.input_kind == 'features':
+    if not isinstance(item, dict):
+      raise _bad_input(name, f'give an object with the features {", ".join(spec.feature_names)}')
+    missing = [f for f in spec.feature_names if f not in item]
+    bad = [f for f in spec.feature_names if f in item and not _is_number_or_null(item[f])]
+    if missing or bad:
+      raise _bad_input(name, f'lacks {", ".join(missing)}' if missing else
+                       f'{", ".join(bad)} must be numbers (or null when missing)')
+    row = [[np.nan if item[f] is None else float(item[f]) for f in spec.feature_names]]
+    return _table_features(spec.feature_names, np.asarray(row), spec, name)[0]
+  if not isinstance(item, str):
+    raise _bad_input(name, 'the model takes texts: give a string')
+  return encode_texts([item], spec)[0]
+
+
+def _is_number_or_null(value: Any) -> bool:
+  return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def _shorten(text: str, width: int = 40) -> str:

@@ -85,6 +85,8 @@ class RunParts:
   schedule: optax.Schedule
   strategy: strategies.Strategy
   dp: dp_budget.DpPlan | None = None  # DP-SGD (config.dp.enabled)
+  # Fine-tuning (compression methods): start from these params instead of the seed's.
+  init_params: Any = None
 
   @property
   def num_steps(self) -> int:
@@ -103,8 +105,11 @@ class RunParts:
 
   def init(self) -> TrainState:
     """A fresh train state from the config's seed (wrap in the strategy to place it)."""
-    return create_train_state(self.model, self.tx, self.dataset.spec.example_inputs(),
-                              self.config.seed)
+    state = create_train_state(self.model, self.tx, self.dataset.spec.example_inputs(),
+                               self.config.seed)
+    if self.init_params is None:
+      return state
+    return state.replace(params=self.init_params, opt_state=self.tx.init(self.init_params))
 
   def compile_train_step(self, state: TrainState, batch: dict[str, jax.Array]
                          ) -> jax.stages.Compiled:
@@ -170,12 +175,14 @@ def build_run(config: ConfigDict) -> RunParts:
 
 
 def train_and_evaluate(config: ConfigDict, workdir: str, *,
-                       hooks: tuple[hooks_lib.Hook, ...] = ()) -> dict[str, Any]:
+                       hooks: tuple[hooks_lib.Hook, ...] = (),
+                       parts: RunParts | None = None) -> dict[str, Any]:
   """Trains the run that `config` describes in `workdir`; returns the summary.
 
   Rerunning with the same workdir resumes from its newest intact checkpoint; a run that already
   reached `config.num_steps` returns its saved summary with `already_finished` set. `hooks` run
-  after the run's own (e.g. the entry point's progress bar).
+  after the run's own (e.g. the entry point's progress bar). `parts` are `build_run(config)`
+  unless given: compression methods hand in a changed task, optimizer, model or initial params.
 
   Raises:
     UserInputError: bad config or data, a workdir in use by a live run, or a config change that
@@ -184,7 +191,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
     NonFiniteError: the loss or a gradient was NaN/Inf (unless config.skip_nonfinite_updates).
   """
   # 1. Everything that can reject the input, before the workdir is touched.
-  parts = build_run(config)
+  parts = parts or build_run(config)
   train_iter = parts.train_batches()
 
   # 2. Workdir (one run at a time), resume or init. In a multi-host run the hosts share the

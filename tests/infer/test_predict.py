@@ -1,3 +1,4 @@
+import base64
 import csv
 import dataclasses
 import json
@@ -191,3 +192,57 @@ def test_run_in_batches_pads_to_one_shape_and_drops_the_padding():
     return batch * 2
   np.testing.assert_array_equal(predict.run_in_batches(apply, inputs, 3), inputs * 2)
   assert shapes == [(3, 1)] * 3
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON instances (the server's requests) are prepared as files are
+
+
+def test_json_images_equal_files(tmp_path):
+  pixels = np.random.default_rng(0).integers(0, 256, (12, 10), dtype=np.uint8)
+  path = png(tmp_path / 'a.png', pixels)
+  floats = np.random.default_rng(1).random((8, 8, 1)).astype(np.float32)
+  np.save(tmp_path / 'one.npy', floats)
+  _, from_files = predict.prepare_inputs(DIGITS, [path, str(tmp_path / 'one.npy')])
+  encoded = base64.b64encode((tmp_path / 'a.png').read_bytes()).decode()
+  from_json = predict.prepare_json(DIGITS, [encoded, floats.tolist(), floats[..., 0].tolist()])
+  np.testing.assert_array_equal(from_json, np.concatenate([from_files, from_files[1:]]))
+
+
+def test_json_rows_equal_csv_rows(table, tmp_path):
+  dataset, path = table
+  columns, values = data.read_csv(path)
+  rows = [{'area': None if np.isnan(v[1]) else float(v[1]), 'rooms': float(v[0]), 'id': 'x'}
+          for v in values[:5]]
+  _, from_csv = predict.prepare_inputs(dataset.spec, [path])
+  np.testing.assert_allclose(predict.prepare_json(dataset.spec, rows), from_csv[:5], rtol=1e-6)
+  assert columns == ['rooms', 'area', 'price']
+
+
+def test_json_texts_equal_text_flags():
+  _, from_flags = predict.prepare_inputs(TEXT, [], texts=['a cat', 'tab!'])
+  np.testing.assert_array_equal(predict.prepare_json(TEXT, ['a cat', 'tab!']), from_flags)
+
+
+@pytest.mark.parametrize('spec, instances, message', [
+    (DIGITS, {'a': 1}, r'^inputs inputs: give a non-empty JSON list'),
+    (DIGITS, [], r'^inputs inputs: give a non-empty JSON list'),
+    (DIGITS, [[[0.5] * 8] * 7], r'inputs\[0\]: an image of shape \(7, 8, 1\); the model takes'),
+    (DIGITS, [[[['x']] * 8] * 8], r'inputs\[0\]: give an image as nested lists of numbers'),
+    (DIGITS, ['bm90IGFuIGltYWdl'], r'inputs\[0\]: cannot be read as an image'),
+    (DIGITS, ['%%%'], r'inputs\[0\]: a string must be a base64 PNG'),
+    (TEXT, [3], r'inputs\[0\]: the model takes texts'),
+])
+def test_bad_json_instances_say_which_and_why(spec, instances, message):
+  with pytest.raises(UserInputError, match=message):
+    predict.prepare_json(spec, instances)
+
+
+def test_bad_json_rows_name_the_features(table):
+  dataset, _ = table
+  with pytest.raises(UserInputError, match=r'inputs\[1\]: lacks area'):
+    predict.prepare_json(dataset.spec, [{'rooms': 1, 'area': 2}, {'rooms': 1}])
+  with pytest.raises(UserInputError, match=r'inputs\[0\]: rooms must be numbers'):
+    predict.prepare_json(dataset.spec, [{'rooms': True, 'area': 2}])
+  with pytest.raises(UserInputError, match=r'inputs\[0\]: give an object with the features'):
+    predict.prepare_json(dataset.spec, [[1, 2]])
