@@ -11,6 +11,10 @@ from bigmodel_jax.train.state import TrainState
 from bigmodel_jax.train.tasks import Batch, Task
 
 Metrics = dict[str, jax.Array]
+# perturb(params, batch, rng) -> batch: replaces inputs before the loss (adversarial training).
+Perturb = Callable[[object, Batch, jax.Array], Batch]
+# Folded into the step's rng for `perturb`, so dropout keeps the keys it has without it.
+_PERTURB_STREAM = 0x5EED
 
 
 def all_finite(tree) -> jax.Array:
@@ -19,7 +23,8 @@ def all_finite(tree) -> jax.Array:
 
 
 def make_train_step(model: nn.Module, task: Task, tx: optax.GradientTransformation, *,
-                    grad_accum_steps: int = 1, axis_name: str | None = None
+                    grad_accum_steps: int = 1, axis_name: str | None = None,
+                    perturb: Perturb | None = None
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """`train_step(state, batch) -> (state, metrics)` for one global batch.
 
@@ -35,13 +40,21 @@ def make_train_step(model: nn.Module, task: Task, tx: optax.GradientTransformati
   skipped (the same effect as optax.apply_if_finite, whose extra optimizer state would make the
   checkpoint's layout depend on the NaN policy). It is decided after the device average, so all
   devices skip together.
+
+  `perturb` (see robust/training.py) makes each (micro-)batch's inputs from the current params
+  before the loss, with a key derived from the step's; no gradient flows through it.
   """
 
   def loss_fn(params, batch: Batch, rng: jax.Array):
     outputs = model.apply({'params': params}, batch['inputs'], train=True, rngs={'dropout': rng})
     return task.loss_and_metrics(outputs, batch)
 
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  loss_grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def grad_fn(params, batch: Batch, rng: jax.Array):
+    if perturb is not None:
+      batch = perturb(params, batch, jax.random.fold_in(rng, _PERTURB_STREAM))
+    return loss_grad_fn(params, batch, rng)
 
   def accumulated_grads(params, batch: Batch, rng: jax.Array):
     micro_batches = jax.tree.map(
