@@ -72,8 +72,8 @@ def robust_accuracy(trained: trained_lib.Trained, attacks: Sequence[Attack],
 
   At eps 0 every attack leaves the images as they are: that row is the clean accuracy. The
   attacks' random starts come from `seed` and the batch index, so a rerun gives the same table.
+  `trained` is an image classifier (`check_image_classifier`).
   """
-  check_image_classifier(trained.spec, trained.run.workdir)
   epsilons = check_epsilons(epsilons)
   attack_fns = {attack.name: make_attack_fn(trained, attack) for attack in attacks}
   correct = {name: np.zeros(len(epsilons)) for name in attack_fns}
