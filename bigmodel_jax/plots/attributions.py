@@ -43,35 +43,52 @@ def plot_image_attributions(images: np.ndarray, values: dict[str, np.ndarray],
   return figure
 
 
+def _layout(tokens: Sequence[str], width: int) -> tuple[list[tuple[int, int, str]], int]:
+  """(column, line, shown text) of each token wrapped at `width` characters, and the line count.
+
+  A line ends after a newline token or before a token that would pass `width`.
+  """
+  placed, column, line = [], 0, 0
+  for token in tokens:
+    shown = ''.join(_VISIBLE.get(c, c) for c in token)
+    if column and column + len(shown) > width:
+      column, line = 0, line + 1
+    placed.append((column, line, shown))
+    column += len(shown)
+    if token.endswith('\n'):
+      column, line = 0, line + 1
+  return placed, line + (column > 0)
+
+
 def plot_token_attributions(tokens: Sequence[Sequence[str]], values: dict[str, np.ndarray],
                             captions: Sequence[str], title: str, width: int = 64) -> Figure:
   """Each text (a list of token strings) once per method, every token on its attribution's colour.
 
-  Tokens are laid out in a fixed-width font, wrapped at `width` characters.
+  Tokens are laid out in a fixed-width font, wrapped at `width` characters, all panels on one
+  canvas whose unit is one character cell (so nothing depends on a layout engine).
   """
-  lines_per_text = [max(1, math.ceil(sum(len(t) for t in text) / width) + 1) for text in tokens]
-  panels = [(i, method) for i in range(len(tokens)) for method in values]
-  heights = [lines_per_text[i] + 1.5 for i, _ in panels]
-  figure = Figure(figsize=(width * 0.12 + 0.6, 0.19 * sum(heights) + 0.8), layout='constrained')
-  figure.suptitle(f'{title}\nred: for the explained class, blue: against')
-  grid = figure.add_gridspec(len(panels), 1, height_ratios=heights)
-  for index, (i, method) in enumerate(panels):
-    axes = figure.add_subplot(grid[index])
-    scores = values[method][i][:len(tokens[i])]
-    norm = _symmetric(scores)
-    column, line = 0, 0
-    for token, score in zip(tokens[i], scores):
-      shown = ''.join(_VISIBLE.get(c, c) for c in token)
-      if column + len(shown) > width or token == '\n':
-        column, line = 0, line + 1
-      axes.add_patch(Rectangle((column, line), len(shown), 1, color=_CMAP(norm(score))))
-      axes.text(column + len(shown) / 2, line + 0.5, shown, ha='center', va='center',
-                family='monospace', fontsize=8)
-      column += len(shown)
-    axes.set_xlim(0, width)
-    axes.set_ylim(lines_per_text[i], 0)
-    axes.axis('off')
-    axes.set_title(f'{captions[i]}: {method.replace("_", " ")}', fontsize=9, loc='left')
+  layouts = [_layout(text, width) for text in tokens]
+  total = sum((lines + 2) * len(values) for _, lines in layouts)
+  figure = Figure(figsize=(width * 0.115 + 0.4, 0.2 * total + 0.9))
+  figure.suptitle(f'{title}\nred: for the explained class, blue: against', y=0.995,
+                  va='top')
+  axes = figure.add_axes((0.02, 0.0, 0.96, 1 - 0.75 / figure.get_figheight()))
+  top = 0
+  for i, (placed, lines) in enumerate(layouts):
+    for method, scores in values.items():
+      scores = scores[i][:len(placed)]
+      norm = _symmetric(scores)
+      axes.text(0, top + 0.5, f'{captions[i]}: {method.replace("_", " ")}', va='center',
+                fontsize=9, fontweight='bold')
+      for (column, line, shown), score in zip(placed, scores):
+        row = top + 1 + line
+        axes.add_patch(Rectangle((column, row), len(shown), 1, color=_CMAP(norm(score))))
+        axes.text(column + len(shown) / 2, row + 0.5, shown, ha='center', va='center',
+                  family='monospace', fontsize=8)
+      top += lines + 2
+  axes.set_xlim(0, width)
+  axes.set_ylim(total, 0)
+  axes.axis('off')
   return figure
 
 

@@ -1,0 +1,1 @@
+"""Explanations: gradient attributions for images and texts, Shapley values and LIME for features."""
