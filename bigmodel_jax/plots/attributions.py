@@ -26,7 +26,8 @@ def _symmetric(values: np.ndarray) -> Normalize:
 
 def plot_image_attributions(images: np.ndarray, values: dict[str, np.ndarray],
                             captions: Sequence[str], title: str) -> Figure:
-  """One row per image (N, H, W, C): the image, then each method's map over it (channels summed)."""
+  """One row per image (N, H, W, C): the image, then each method's map (channels summed) with
+  the image's outline drawn over it."""
   columns = 1 + len(values)
   figure = Figure(figsize=(2.1 * columns, 2.2 * len(images) + 0.6), layout='constrained')
   figure.suptitle(f'{title}\nred: for the explained class, blue: against')
@@ -37,8 +38,11 @@ def plot_image_attributions(images: np.ndarray, values: dict[str, np.ndarray],
     for column, (method, attribution) in enumerate(values.items()):
       heat = attribution[row].sum(axis=-1)
       axes = figure.add_subplot(len(images), columns, row * columns + column + 2)
-      show_image(axes, image)  # under a translucent map: the digit's shape shows through
-      axes.imshow(heat, cmap=_CMAP, norm=_symmetric(heat), alpha=0.7)
+      axes.imshow(heat, cmap=_CMAP, norm=_symmetric(heat))
+      # The image's outline (where its brightness crosses one half) over the map.
+      axes.contour(image.mean(axis=-1), levels=[0.5], colors='black', linewidths=0.8)
+      axes.set_xticks([])
+      axes.set_yticks([])
       axes.set_title(method.replace('_', ' '), fontsize=9)
   return figure
 

@@ -7,7 +7,9 @@ et al., 2015) is one such step of size `eps` from the clean image: the same func
 steps=1 and no random start.
 
 Everything here is a pure function of (apply_fn, params, inputs, labels, rng); `eps` and
-`step_size` may be traced values, so one compilation serves every epsilon of a sweep.
+`step_size` may be traced values, so one compilation serves every epsilon of a sweep. This file
+and training.py import no other part of the project but errors: the trainer uses them for
+adversarial training, so they sit below it.
 """
 
 import dataclasses
@@ -15,9 +17,9 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from bigmodel_jax.errors import UserInputError
-from bigmodel_jax.train import losses
 
 NORMS = ('linf', 'l2')
 ATTACKS = ('fgsm', 'pgd')
@@ -107,7 +109,8 @@ def pgd(apply_fn: ApplyFn, params: Any, inputs: jax.Array, labels: jax.Array, rn
 
   def loss(x):
     # Summed, so each example's gradient is its own loss's, whatever the batch size.
-    return jnp.sum(losses.softmax_cross_entropy(apply_fn(params, x), labels))
+    logits = apply_fn(params, x).astype(jnp.float32)
+    return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
 
   def ascend(x, _):
     step = x + step_size * _ascent_direction(jax.grad(loss)(x), norm)
