@@ -1,1 +1,1 @@
-"""Explanations: gradient attributions for images and texts, Shapley values and LIME for features."""
+"""Explanations: gradient attributions (images, texts), Shapley values and LIME (features)."""

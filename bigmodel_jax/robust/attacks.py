@@ -119,5 +119,7 @@ def pgd(apply_fn: ApplyFn, params: Any, inputs: jax.Array, labels: jax.Array, rn
   start = inputs
   if random_start:
     start = jnp.clip(inputs + _random_start(rng, inputs.shape, eps, norm), low, high)
-  adversarial, _ = jax.lax.scan(ascend, start, None, length=steps)
+  # Unrolled: XLA's cost analysis counts a loop's body once, and the run's FLOPs and MFU
+  # (train/loop.py) should count every step of adversarial training's attack.
+  adversarial, _ = jax.lax.scan(ascend, start, None, length=steps, unroll=True)
   return jax.lax.stop_gradient(adversarial)

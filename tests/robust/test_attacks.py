@@ -1,4 +1,4 @@
-"""FGSM and PGD: the budget and the pixel range hold, and on a linear model they find the optimum."""
+"""FGSM and PGD: budget and pixel range hold, and on a linear model they find the optimum."""
 
 import jax
 import jax.numpy as jnp
@@ -42,8 +42,6 @@ def test_attacks_stay_within_the_budget_and_the_pixel_range(cnn, name, norm, eps
   assert size.max() <= eps * (1 + 1e-5), size.max()
   assert size.min() >= 0.5 * eps  # the budget is used, not left idle
   assert adversarial.min() >= 0.0 and adversarial.max() <= 1.0
-  # Pixels at the range's ends can only move inwards.
-  assert np.all(np.asarray(adversarial)[:, :2] >= 0) and np.all(np.asarray(adversarial)[:, -2:] <= 1)
   assert _loss(apply_fn, params, adversarial, labels) > _loss(apply_fn, params, images, labels)
 
 
