@@ -7,6 +7,16 @@ import numpy as np
 from matplotlib.figure import Figure
 
 
+def show_image(axes, image: np.ndarray, **kwargs) -> None:
+  """An (H, W, C) image in [0, 1] on `axes`, grey when C is 1, without ticks."""
+  if image.shape[-1] == 1:
+    axes.imshow(image[..., 0], cmap='gray', vmin=0.0, vmax=1.0, **kwargs)
+  else:
+    axes.imshow(np.clip(image, 0.0, 1.0), **kwargs)
+  axes.set_xticks([])
+  axes.set_yticks([])
+
+
 def plot_image_grid(images: np.ndarray, labels: Sequence[int], predictions: Sequence[int],
                     class_names: Sequence[str], title: str) -> Figure:
   """Images (N, H, W, C) in [0, 1], each titled 'true / predicted', wrong ones in red."""
@@ -16,14 +26,9 @@ def plot_image_grid(images: np.ndarray, labels: Sequence[int], predictions: Sequ
   figure.suptitle(f'{title}\ntrue / predicted (wrong in red)')
   for index, (image, label, predicted) in enumerate(zip(images, labels, predictions)):
     axes = figure.add_subplot(rows, columns, index + 1)
-    if image.shape[-1] == 1:
-      axes.imshow(image[..., 0], cmap='gray', vmin=0.0, vmax=1.0)
-    else:
-      axes.imshow(np.clip(image, 0.0, 1.0))
+    show_image(axes, image)
     axes.set_title(f'{class_names[label]} / {class_names[predicted]}', fontsize=9,
                    color='black' if label == predicted else 'red')
-    axes.set_xticks([])
-    axes.set_yticks([])
   return figure
 
 

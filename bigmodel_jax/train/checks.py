@@ -14,6 +14,7 @@ from bigmodel_jax import data
 from bigmodel_jax import models
 from bigmodel_jax.data import tokenizers
 from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.robust import attacks
 from bigmodel_jax.train import optimizers
 from bigmodel_jax.train import strategies
 
@@ -78,6 +79,7 @@ def validate_config(config: ConfigDict) -> None:
   validate_dp(config)
   if 'federated' in config:
     validate_federated(config)
+  _validate_adversarial(config.adversarial)
 
 
 def validate_profile(config: ConfigDict) -> None:
@@ -139,6 +141,36 @@ def validate_federated(config: ConfigDict) -> None:
   if config.dp.enabled and config.dp.max_epsilon is not None:
     raise UserInputError('config.dp.max_epsilon is not supported by federated runs; set '
                          'config.dp.target_epsilon (the rounds are known in advance)')
+
+
+def _validate_adversarial(adversarial: ConfigDict) -> None:
+  """config.adversarial: PGD adversarial training (robust/training.py)."""
+  if not isinstance(adversarial.enabled, bool):
+    raise UserInputError(
+        f'config.adversarial.enabled must be True or False, got {adversarial.enabled!r}')
+  if not _is_real(adversarial.eps) or not adversarial.eps >= 0:
+    raise UserInputError(f'config.adversarial.eps must be a number >= 0, got {adversarial.eps!r}')
+  if not _is_int(adversarial.steps) or adversarial.steps < 1:
+    raise UserInputError(
+        f'config.adversarial.steps must be a positive integer, got {adversarial.steps!r}')
+  if adversarial.step_size is not None and (
+      not _is_real(adversarial.step_size) or not adversarial.step_size > 0):
+    raise UserInputError('config.adversarial.step_size must be positive (or None: 2.5 eps / '
+                         f'steps), got {adversarial.step_size!r}')
+  if adversarial.norm not in attacks.NORMS:
+    raise UserInputError(f'config.adversarial.norm={adversarial.norm!r} is unknown; choose one '
+                         f"of: {', '.join(attacks.NORMS)}")
+  if not _is_real(adversarial.fraction) or not 0 < adversarial.fraction <= 1:
+    raise UserInputError('config.adversarial.fraction must be in (0, 1], got '
+                         f'{adversarial.fraction!r}')
+
+
+def check_data_fits(config: ConfigDict, spec: data.DataSpec) -> None:
+  """The checks that need the dataset's DataSpec; run after it is loaded, before any write."""
+  if config.adversarial.enabled and (spec.input_kind, spec.task) != ('image', 'classification'):
+    raise UserInputError(
+        f'config.adversarial.enabled=True needs an image classifier; dataset '
+        f'{config.data.name!r} has {spec.input_kind} inputs for {spec.task}')
 
 
 def validate_strategy(config: ConfigDict, *, num_devices: int, num_processes: int) -> None:

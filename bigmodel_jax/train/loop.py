@@ -38,6 +38,7 @@ from bigmodel_jax.errors import Preempted
 from bigmodel_jax.privacy import budget as dp_budget
 from bigmodel_jax.privacy import hooks as dp_hooks
 from bigmodel_jax.privacy import sampling as dp_sampling
+from bigmodel_jax.robust import training as adversarial
 from bigmodel_jax.run import files
 from bigmodel_jax.run import resume
 from bigmodel_jax.run import trained
@@ -49,7 +50,7 @@ from bigmodel_jax.train import optimizers
 from bigmodel_jax.train import step as step_lib
 from bigmodel_jax.train import strategies
 from bigmodel_jax.train import tasks
-from bigmodel_jax.train.checks import validate_config
+from bigmodel_jax.train.checks import check_data_fits, validate_config
 from bigmodel_jax.train.evaluate import evaluate_split
 from bigmodel_jax.train.log_interval import LogInterval
 from bigmodel_jax.train.preemption import PreemptionWatcher
@@ -117,7 +118,12 @@ class RunParts:
     return self.strategy.compile_train_step(
         functools.partial(step_lib.make_train_step, self.model, self.task, self.tx,
                           grad_accum_steps=self.config.grad_accum_steps,
-                          dp=self.dp.step if self.dp else None), state, batch)
+                          dp=self.dp.step if self.dp else None,
+                          perturb=self.perturb()), state, batch)
+
+  def perturb(self) -> step_lib.Perturb | None:
+    """What the step does to each batch before the loss: PGD under config.adversarial, or None."""
+    return adversarial.perturbation(self.config.adversarial, self.model)
 
   def model_flops_per_step(self, state: TrainState, host_batch: dict[str, Any]
                            ) -> tuple[float | None, str]:
@@ -132,7 +138,8 @@ class RunParts:
     unsharded = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype)
     global_batch = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct((config.batch_size, *x.shape[1:]), x.dtype), host_batch)
-    flops = cost.xla_flops(step_lib.make_train_step(self.model, self.task, self.tx),
+    flops = cost.xla_flops(step_lib.make_train_step(self.model, self.task, self.tx,
+                                                    perturb=self.perturb()),
                            jax.tree.map(unsharded, state), global_batch)
     return flops, 'XLA cost analysis of the train step on the global batch'
 
@@ -159,6 +166,7 @@ def build_run(config: ConfigDict) -> RunParts:
   """
   validate_config(config)
   dataset = trained.load_dataset(config)
+  check_data_fits(config, dataset.spec)
   task = tasks.create_task(dataset.spec, config.loss)
   model = models.build_model(config.model, dataset.spec)
   tx, schedule = optimizers.create_optimizer(config.optimizer, config.num_steps)

@@ -12,6 +12,10 @@ from bigmodel_jax.train.state import TrainState
 from bigmodel_jax.train.tasks import Batch, Task
 
 Metrics = dict[str, jax.Array]
+# perturb(params, batch, rng) -> batch: replaces inputs before the loss (adversarial training).
+Perturb = Callable[[object, Batch, jax.Array], Batch]
+# Folded into the step's rng for `perturb`, so dropout keeps the keys it has without it.
+_PERTURB_STREAM = 0x5EED
 
 
 def all_finite(tree) -> jax.Array:
@@ -21,7 +25,7 @@ def all_finite(tree) -> jax.Array:
 
 def make_train_step(model: nn.Module, task: Task, tx: optax.GradientTransformation, *,
                     grad_accum_steps: int = 1, axis_name: str | None = None,
-                    dp: dp_sgd.DpSgd | None = None
+                    dp: dp_sgd.DpSgd | None = None, perturb: Perturb | None = None
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """`train_step(state, batch) -> (state, metrics)` for one global batch.
 
@@ -41,13 +45,21 @@ def make_train_step(model: nn.Module, task: Task, tx: optax.GradientTransformati
   With `dp` (DP-SGD, see privacy/dp_sgd.py) each micro-batch gives the sum of its clipped
   per-example gradients; the sums over micro-batches and devices get the Gaussian noise once,
   from a key that does not depend on the device, and are divided by the expected batch size.
+
+  `perturb` (see robust/training.py) makes each (micro-)batch's inputs from the current params
+  before the loss, with a key derived from the step's; no gradient flows through it.
   """
 
   def loss_fn(params, batch: Batch, rng: jax.Array):
     outputs = model.apply({'params': params}, batch['inputs'], train=True, rngs={'dropout': rng})
     return task.loss_and_metrics(outputs, batch)
 
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  loss_grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def grad_fn(params, batch: Batch, rng: jax.Array):
+    if perturb is not None:
+      batch = perturb(params, batch, jax.random.fold_in(rng, _PERTURB_STREAM))
+    return loss_grad_fn(params, batch, rng)
 
   def mean_grads(params, batch: Batch, rng: jax.Array):
     (_, metrics), grads = grad_fn(params, batch, rng)

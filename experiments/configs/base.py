@@ -43,6 +43,16 @@ def get_base_config() -> config_dict.ConfigDict:
   config.optimizer.weight_decay = 1e-4  # not applied to biases and norm scales
   config.optimizer.grad_clip_norm = 1.0  # 0 disables
 
+  # Adversarial training (Madry et al.) of image classifiers: each step trains on PGD examples
+  # made from its batch with the current params (README, Robustness and explanations).
+  config.adversarial = config_dict.ConfigDict()
+  config.adversarial.enabled = False
+  config.adversarial.eps = 0.1         # the attack budget, in pixel units of [0, 1] images
+  config.adversarial.norm = 'linf'     # linf | l2
+  config.adversarial.steps = 7         # PGD steps per training batch
+  config.adversarial.step_size = config_dict.placeholder(float)  # None: 2.5 eps / steps
+  config.adversarial.fraction = 1.0    # share of each batch replaced by adversarial examples
+
   # A NaN/Inf loss or gradient stops the run (naming the step and the last good checkpoint);
   # True skips such updates instead and logs how many were skipped.
   config.skip_nonfinite_updates = False

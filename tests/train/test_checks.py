@@ -10,7 +10,8 @@ import time
 import pytest
 
 from bigmodel_jax.errors import UserInputError
-from bigmodel_jax.train.checks import validate_config
+from bigmodel_jax import data
+from bigmodel_jax.train.checks import check_data_fits, validate_config
 
 
 def _config(**fields):
@@ -80,3 +81,27 @@ def test_unknown_dataset_names_the_known_ones():
   assert (error.value.subject, error.value.value) == ('dataset', 'imagenet')
   assert error.value.problem.startswith('is not known; choose one of: digits, shakespeare, ')
   assert str(error.value).startswith('dataset imagenet: is not known; choose one of: ')
+
+
+@pytest.mark.parametrize('fields, message', [
+    ({'adversarial.eps': -0.1}, r'^config.adversarial.eps must be a number >= 0, got -0.1$'),
+    ({'adversarial.steps': 0}, r'^config.adversarial.steps must be a positive integer, got 0$'),
+    ({'adversarial.norm': 'l1'}, r"^config.adversarial.norm='l1' is unknown; choose one of: "
+                                 r'linf, l2$'),
+    ({'adversarial.fraction': 0.0}, r'^config.adversarial.fraction must be in \(0, 1\], got '
+                                    r'0.0$'),
+    ({'adversarial.step_size': 0.0}, r'^config.adversarial.step_size must be positive'),
+])
+def test_bad_adversarial_training_settings_name_the_field(fields, message):
+  with pytest.raises(UserInputError, match=message):
+    validate_config(_config(**fields))
+
+
+def test_adversarial_training_is_refused_for_inputs_that_are_not_images():
+  config = _config(**{'adversarial.enabled': True, 'data.name': 'regression'})
+  validate_config(config)  # the fields are fine; the data decides
+  spec = data.load_dataset('regression').spec
+  with pytest.raises(UserInputError, match=r"^config.adversarial.enabled=True needs an image "
+                     r"classifier; dataset 'regression' has features inputs for regression$"):
+    check_data_fits(config, spec)
+  check_data_fits(_config(**{'adversarial.enabled': True}), data.load_dataset('digits').spec)

@@ -1,0 +1,1 @@
+"""Explanations: gradient attributions (images, texts), Shapley values and LIME (features)."""

@@ -1,0 +1,1 @@
+"""Robustness: adversarial attacks (FGSM, PGD), robust accuracy, adversarial training."""
