@@ -12,6 +12,7 @@ from bigmodel_jax.models.mlp import MLP
 from bigmodel_jax.train import step as step_lib
 from bigmodel_jax.train import tasks
 from bigmodel_jax.train.state import create_train_state
+from bigmodel_jax.models.mlp import MLPConfig
 
 
 class _Fixed:
@@ -48,9 +49,9 @@ def test_loss_is_weighted_kl_at_temperature_times_t_squared_plus_hard_loss():
 
 
 def test_a_train_step_moves_the_student_towards_the_teacher_and_never_the_teacher():
-  teacher = MLP(num_outputs=3, hidden_sizes=(8,))
+  teacher = MLP(MLPConfig(num_outputs=3, hidden_sizes=(8,)))
   teacher_params = jax.jit(teacher.init)(jax.random.PRNGKey(1), jnp.zeros((1, 3)))['params']
-  student = MLP(num_outputs=3, hidden_sizes=(4,))
+  student = MLP(MLPConfig(num_outputs=3, hidden_sizes=(4,)))
   task = distill.Distillation(tasks.Classification(3), teacher, teacher_params, 2.0, 1.0)
   tx = optax.sgd(0.5)
   state = create_train_state(student, tx, jnp.zeros((1, 3)), seed=0)

@@ -14,6 +14,8 @@ from bigmodel_jax.infer import export
 from bigmodel_jax.infer import serving
 from bigmodel_jax.models.cnn import CNN
 from bigmodel_jax.models.mlp import MLP
+from bigmodel_jax.models.mlp import MLPConfig
+from bigmodel_jax.models.cnn import CNNConfig
 
 
 @pytest.fixture(scope='module')
@@ -30,7 +32,7 @@ def _inputs(spec, n=32):
 @pytest.mark.parametrize('calibration_batches, tolerance', [(0, 0.05), (2, 0.15)])
 def test_int8_kernels_with_a_scale_per_output_channel_and_close_outputs(spec, calibration_batches,
                                                                        tolerance):
-  model = CNN(num_outputs=10, conv_features=(8, 16), dense_features=(32,))
+  model = CNN(CNNConfig(num_outputs=10, conv_features=(8, 16), dense_features=(32,)))
   params = jax.jit(model.init)(jax.random.PRNGKey(0), spec.example_inputs())['params']
   inputs = _inputs(spec)
   quantized, qparams = quantize.quantize(model, params, spec.example_inputs(),
@@ -46,7 +48,7 @@ def test_int8_kernels_with_a_scale_per_output_channel_and_close_outputs(spec, ca
 
 
 def test_the_int8_artifact_stores_int8_weights(spec, tmp_path):
-  model = MLP(num_outputs=10, hidden_sizes=(256, 256))
+  model = MLP(MLPConfig(num_outputs=10, hidden_sizes=(256, 256)))
   params = jax.jit(model.init)(jax.random.PRNGKey(0), spec.example_inputs())['params']
   quantized, qparams = quantize.quantize(model, params, spec.example_inputs(),
                                          [_inputs(spec)])
@@ -62,7 +64,7 @@ def test_the_int8_artifact_stores_int8_weights(spec, tmp_path):
 
 
 def test_quantization_aware_model_has_the_same_params_and_passes_gradients(spec):
-  model = MLP(num_outputs=10, hidden_sizes=(32,))
+  model = MLP(MLPConfig(num_outputs=10, hidden_sizes=(32,)))
   params = jax.jit(model.init)(jax.random.PRNGKey(0), spec.example_inputs())['params']
   aware = quantize.quantization_aware(model)
   assert (jax.tree.structure(aware.init(jax.random.PRNGKey(0), spec.example_inputs())['params'])

@@ -7,13 +7,14 @@ from conftest import run_module
 from bigmodel_jax import data
 from bigmodel_jax.infer import export
 from bigmodel_jax.models.mlp import MLP
+from bigmodel_jax.models.mlp import MLPConfig
 
 
 @pytest.mark.slow  # two server start-ups; tests/infer/test_server.py covers the server
 def test_prints_a_row_with_and_without_batching(tmp_path):
   spec = data.load_dataset('digits', data_dir=None, seq_len=1, tokenizer='char', target=None,
                            test_fraction=0.2, validation_fraction=0.1, seed=0).spec
-  model = MLP(num_outputs=spec.num_outputs, hidden_sizes=(16,))
+  model = MLP(MLPConfig(num_outputs=spec.num_outputs, hidden_sizes=(16,)))
   params = jax.jit(model.init)(jax.random.PRNGKey(0), spec.example_inputs())['params']
   export.export_model(model, params, spec, str(tmp_path))
   result = run_module('experiments.benchmarks.serve', f'--exported={tmp_path}', '--clients=2',

@@ -9,6 +9,7 @@ import numpy as np
 from bigmodel_jax.explain import gradients
 from bigmodel_jax.explain.methods import target_scores
 from bigmodel_jax.models.cnn import CNN
+from bigmodel_jax.models.cnn import CNNConfig
 
 
 def test_saliency_and_smoothgrad_of_a_linear_score_are_its_weights():
@@ -27,7 +28,7 @@ def test_saliency_and_smoothgrad_of_a_linear_score_are_its_weights():
 def test_integrated_gradients_are_complete_on_a_cnn():
   # Completeness: the attributions add up to score(x) - score(baseline). The ReLU network is
   # piecewise linear, so the path integral's error shrinks with the steps; 128 are enough for 1%.
-  model = CNN(num_outputs=10, conv_features=(8,), dense_features=(16,))
+  model = CNN(CNNConfig(num_outputs=10, conv_features=(8,), dense_features=(16,)))
   params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))['params']
   inputs = jax.random.uniform(jax.random.key(1), (4, 8, 8, 1))
   baseline = jnp.zeros_like(inputs)

@@ -9,11 +9,12 @@ import numpy as np
 from bigmodel_jax.explain import shapley
 from bigmodel_jax.explain import surrogate
 from bigmodel_jax.models.mlp import MLP
+from bigmodel_jax.models.mlp import MLPConfig
 
 
 def _linear_model(features: int, outputs: int):
   """An MLP without hidden layers is linear: outputs = x W + b."""
-  model = MLP(num_outputs=outputs, hidden_sizes=())
+  model = MLP(MLPConfig(num_outputs=outputs, hidden_sizes=()))
   params = model.init(jax.random.key(0), jnp.zeros((1, features)))['params']
   predict = jax.jit(functools.partial(model.apply, {'params': params}))
   return lambda rows: np.asarray(predict(rows)), np.asarray(params['Dense_0']['kernel'])

@@ -8,12 +8,13 @@ import pytest
 from bigmodel_jax.explain import text
 from bigmodel_jax.explain.methods import target_scores
 from bigmodel_jax.models.transformer import TransformerClassifier
+from bigmodel_jax.models.transformer import TransformerConfig
 
 
 @pytest.fixture(scope='module')
 def classifier():
-  model = TransformerClassifier(vocab_size=20, num_outputs=3, max_len=12, num_layers=1,
-                                num_heads=2, d_model=16)
+  model = TransformerClassifier(TransformerConfig(vocab_size=20, num_outputs=3, max_len=12, num_layers=1,
+                                num_heads=2, d_model=16))
   params = model.init(jax.random.key(0), jnp.ones((1, 12), jnp.int32))['params']
   tokens = np.array([[3, 5, 7, 9, 11, 2, 4, 0, 0, 0, 0, 0],
                      [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]], np.int32)

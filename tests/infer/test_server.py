@@ -19,6 +19,7 @@ from bigmodel_jax import data
 from bigmodel_jax.infer import export
 from bigmodel_jax.infer import server
 from bigmodel_jax.models.cnn import CNN
+from bigmodel_jax.models.cnn import CNNConfig
 from experiments.benchmarks.serve import free_port, wait_until_healthy
 
 MAX_BATCH = 8
@@ -30,7 +31,7 @@ def exported(tmp_path_factory):
   artifact = str(tmp_path_factory.mktemp('artifact'))
   spec = data.load_dataset('digits', data_dir=None, seq_len=1, tokenizer='char', target=None,
                            test_fraction=0.2, validation_fraction=0.1, seed=0).spec
-  model = CNN(num_outputs=spec.num_outputs, conv_features=(4, 8), dense_features=(16,))
+  model = CNN(CNNConfig(num_outputs=spec.num_outputs, conv_features=(4, 8), dense_features=(16,)))
   params = jax.jit(model.init)(jax.random.PRNGKey(0), spec.example_inputs())['params']
   export.export_model(model, params, spec, artifact, description={'model': 'cnn'})
   return artifact

@@ -9,12 +9,13 @@ from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.models.cnn import CNN
 from bigmodel_jax.robust.attacks import Attack
 from bigmodel_jax.train import losses
+from bigmodel_jax.models.cnn import CNNConfig
 
 
 @pytest.fixture(scope='module')
 def cnn():
   """A small random CNN and 16 digit-sized images, some pixels at exactly 0 and 1."""
-  model = CNN(num_outputs=10, conv_features=(4,), dense_features=())
+  model = CNN(CNNConfig(num_outputs=10, conv_features=(4,), dense_features=()))
   params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))['params']
   images = np.random.default_rng(0).uniform(size=(16, 8, 8, 1)).astype(np.float32)
   images[:, :2] = 0.0

@@ -16,6 +16,7 @@ from bigmodel_jax.train import step as step_lib
 from bigmodel_jax.train import tasks
 from bigmodel_jax.train.loop import train_and_evaluate
 from bigmodel_jax.train.state import create_train_state
+from bigmodel_jax.models.cnn import CNNConfig
 from experiments.configs import cnn as cnn_config
 
 
@@ -27,7 +28,7 @@ def _adversarial(**fields):
 
 @pytest.fixture(scope='module')
 def setup():
-  model = CNN(num_outputs=10, conv_features=(4,), dense_features=())
+  model = CNN(CNNConfig(num_outputs=10, conv_features=(4,), dense_features=()))
   tx = optax.sgd(0.1)
   state = create_train_state(model, tx, jnp.zeros((1, 8, 8, 1)), seed=0)
   rng = np.random.default_rng(0)
@@ -37,7 +38,7 @@ def setup():
 
 
 def test_disabled_is_no_perturbation():
-  assert training.perturbation(cnn_config.get_config().adversarial, CNN(num_outputs=10)) is None
+  assert training.perturbation(cnn_config.get_config().adversarial, CNN(CNNConfig(num_outputs=10))) is None
 
 
 def test_the_fraction_of_the_batch_is_attacked_within_the_budget(setup):
