@@ -19,6 +19,9 @@ import orbax.checkpoint as ocp
 import pytest
 from conftest import REPO
 
+# Each case trains, kills and reruns the real command several times (about 2 minutes in all
+# on 2 cores): run them with `pytest -m slow`.
+pytestmark = pytest.mark.slow
 KILLS = int(os.environ.get('BIGMODEL_KILLS', '3'))
 NUM_STEPS = max(60, 10 * KILLS + 30)
 # log_every and checkpoint_every are coprime, so checkpoints fall inside logging intervals.

@@ -117,6 +117,7 @@ def _sweep(sweepdir, space, trials, *extra, stderr=subprocess.PIPE) -> subproces
       stderr=stderr, text=True)
 
 
+@pytest.mark.slow  # two sweep processes of two trials each
 def test_two_workers_on_one_storage_run_distinct_trials_of_one_study(tmp_path):
   space = _space_file(tmp_path)
   sweepdir = str(tmp_path / 'sweep')
