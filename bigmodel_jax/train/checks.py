@@ -14,6 +14,7 @@ from bigmodel_jax import data
 from bigmodel_jax import models
 from bigmodel_jax.data import tokenizers
 from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.train import init_from
 from bigmodel_jax.train import optimizers
 from bigmodel_jax.train import strategies
 
@@ -75,9 +76,21 @@ def validate_config(config: ConfigDict) -> None:
     if opt[field] < 0:
       raise UserInputError(f'config.optimizer.{field} must be >= 0, got {opt[field]!r}')
   validate_profile(config)
+  validate_init(config)
   validate_dp(config)
   if 'federated' in config:
     validate_federated(config)
+
+
+def validate_init(config: ConfigDict) -> None:
+  """config.init: a source workdir (or None) and regex tuples; the source itself is checked by
+  train/init_from.plan, only where the run does not resume its own checkpoint."""
+  source = config.init.workdir
+  if source is not None and (not isinstance(source, str) or not source):
+    raise UserInputError(f"config.init.workdir must be a run's workdir (or WORKDIR:STEP), got "
+                         f'{source!r}')
+  for field in ('init.include', 'init.exclude'):
+    init_from.check_patterns(config, field)
 
 
 def validate_profile(config: ConfigDict) -> None:

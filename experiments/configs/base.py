@@ -20,6 +20,14 @@ def get_base_config() -> config_dict.ConfigDict:
   config.data.test_fraction = 0.2      # embedded and csv sets: held-out test share
   config.data.validation_fraction = 0.1  # the validation share (see README, Datasets)
 
+  # Start from another run's parameters (README, Reuse) where this workdir has no checkpoint
+  # yet: 'WORKDIR' (its newest intact step) or 'WORKDIR:STEP'. include/exclude: regexes over
+  # '/'-joined parameter paths (include: all when empty); the rest starts from the seed.
+  config.init = config_dict.ConfigDict()
+  config.init.workdir = config_dict.placeholder(str)
+  config.init.include = ()
+  config.init.exclude = ()
+
   config.loss = config_dict.placeholder(str)  # None: the task's default
   config.batch_size = 128              # global batch (all devices, all micro-batches)
   config.grad_accum_steps = 1          # micro-batches per step
