@@ -38,6 +38,7 @@ SAFE_PREFIXES = ('sample.',  # what is printed after training
 # computed: an older config.json without them is the same run.
 ADDED_FIELDS = {
     'init.workdir': None, 'init.include': [], 'init.exclude': [],
+    'optimizer.freeze': [], 'optimizer.lr_multipliers': [],
 }
 
 

@@ -75,6 +75,8 @@ def validate_config(config: ConfigDict) -> None:
   for field in ('weight_decay', 'grad_clip_norm', 'warmup_steps'):
     if opt[field] < 0:
       raise UserInputError(f'config.optimizer.{field} must be >= 0, got {opt[field]!r}')
+  # The regexes' syntax; whether each matches a parameter is checked once the model is built.
+  optimizers.check_groups(opt)
   validate_profile(config)
   validate_init(config)
   validate_dp(config)

@@ -166,7 +166,12 @@ def build_run(config: ConfigDict) -> RunParts:
   dataset = trained.load_dataset(config)
   task = tasks.create_task(dataset.spec, config.loss)
   model = models.build_model(config.model, dataset.spec)
-  tx, schedule = optimizers.create_optimizer(config.optimizer, config.num_steps)
+  tx, schedule = optimizers.create_optimizer(config.optimizer, config.num_steps,
+                                             train_only=model.trained_only())
+  if optimizers.has_groups(config.optimizer, model.trained_only()):
+    # A freeze or multiplier regex that matches no parameter is refused here, not at init.
+    optimizers.param_labels(config.optimizer, trained.abstract_params(model, dataset.spec),
+                            model.trained_only())
   strategy = strategies.create_strategy(config.strategy, fsdp=config.fsdp)
   dp = None
   if config.dp.enabled:
@@ -326,7 +331,10 @@ def _cost_report(parts: RunParts, state, num_params, flops_per_step, flops_conve
   config, strategy = parts.config, parts.strategy
   report: dict[str, Any] = {
       'model': config.model.name, 'dataset': config.data.name, 'task': parts.task.name,
-      'step': int(state.step), 'params': num_params, 'dtype': meter.dtype,
+      'step': int(state.step), 'params': num_params,
+      'trainable_params': optimizers.count_trainable(config.optimizer, state.params,
+                                                     parts.model.trained_only()),
+      'dtype': meter.dtype,
       'batch_size': config.batch_size, 'grad_accum_steps': config.grad_accum_steps,
       'strategy': strategy.name, 'fsdp': strategy.fsdp, 'device_kind': meter.device_kind,
       'num_devices': strategy.num_devices, 'num_processes': jax.process_count(),

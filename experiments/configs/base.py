@@ -50,6 +50,10 @@ def get_base_config() -> config_dict.ConfigDict:
   config.optimizer.eps = 1e-8
   config.optimizer.weight_decay = 1e-4  # not applied to biases and norm scales
   config.optimizer.grad_clip_norm = 1.0  # 0 disables
+  # Parameter groups by '/'-joined path (README, Reuse): regexes of leaves that never change,
+  # and ((regex, factor), ...) scaling the learning rate of the leaves matched (first pair wins).
+  config.optimizer.freeze = ()
+  config.optimizer.lr_multipliers = ()
 
   # A NaN/Inf loss or gradient stops the run (naming the step and the last good checkpoint);
   # True skips such updates instead and logs how many were skipped.

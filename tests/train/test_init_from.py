@@ -122,3 +122,18 @@ def test_command_line_words_a_missing_source_as_one_line(tmp_path):
   assert result.stderr.strip().splitlines()[-1] == (
       "error: config.init.workdir='/nonexistent/run': no such directory")
   assert not workdir.exists()
+
+
+def test_frozen_trunk_equals_the_source_bit_for_bit_after_50_steps(source, tmp_path):
+  config = _tiny(**{'init.workdir': source, 'optimizer.freeze': ('^(?!head/)',),
+                    'num_steps': 50, 'log_every': 25, 'eval_every': 50, 'checkpoint_every': 50})
+  summary = train_and_evaluate(config, str(tmp_path))
+  src = _flat(trained_lib.load_trained(source).params)
+  got = _flat(trained_lib.load_trained(str(tmp_path)).params)
+  for path in got:
+    if path.startswith('head/'):
+      assert not np.array_equal(got[path], src[path]), path
+    else:
+      np.testing.assert_array_equal(got[path], src[path], err_msg=path)
+  assert summary['cost']['trainable_params'] == 32 * 3 + 3
+  assert summary['cost']['params'] > 20 * summary['cost']['trainable_params']
