@@ -39,6 +39,7 @@ SAFE_PREFIXES = ('sample.',  # what is printed after training
 ADDED_FIELDS = {
     'init.workdir': None, 'init.include': [], 'init.exclude': [],
     'optimizer.freeze': [], 'optimizer.lr_multipliers': [],
+    'data.vocab_size': 10_000,  # read by the word and bpe tokenizers only, which came with it
 }
 
 

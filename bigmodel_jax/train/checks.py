@@ -54,6 +54,10 @@ def validate_config(config: ConfigDict) -> None:
   if config.data.tokenizer not in tokenizers.TOKENIZERS:
     raise UserInputError(f'config.data.tokenizer={config.data.tokenizer!r} is not one of: '
                          f'{", ".join(tokenizers.TOKENIZERS)}')
+  least = tokenizers.MIN_VOCAB_SIZE.get(config.data.tokenizer)
+  if least and (not _is_int(config.data.vocab_size) or config.data.vocab_size < least):
+    raise UserInputError(f'config.data.vocab_size must be an integer >= {least} for the '
+                         f'{config.data.tokenizer} tokenizer, got {config.data.vocab_size!r}')
   data.dataset_task(config.data.name)
   if not isinstance(config.skip_nonfinite_updates, bool):
     raise UserInputError('config.skip_nonfinite_updates must be True or False, got '

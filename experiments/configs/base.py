@@ -15,7 +15,8 @@ def get_base_config() -> config_dict.ConfigDict:
   config.data.name = 'digits'          # --dataset; see README for the list
   config.data.data_dir = config_dict.placeholder(str)  # TFDS data_dir (None: TFDS default)
   config.data.seq_len = 128            # text: tokens per example
-  config.data.tokenizer = 'char'       # text: 'char' or 'byte'
+  config.data.tokenizer = 'char'       # text: 'char', 'byte', 'word' or 'bpe'
+  config.data.vocab_size = 10_000      # word and bpe: ids learned from the train split
   config.data.target = config_dict.placeholder(str)    # csv: the target column
   config.data.test_fraction = 0.2      # embedded and csv sets: held-out test share
   config.data.validation_fraction = 0.1  # the validation share (see README, Datasets)
