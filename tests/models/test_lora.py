@@ -48,3 +48,11 @@ def test_trained_only_names_adapters_and_head():
 def test_bad_lora_settings_name_the_field(fields, message):
   with pytest.raises(UserInputError, match=message):
     TransformerConfig(**_SIZES, **fields)
+
+
+def test_lora_on_a_model_without_transformer_dense_layers_is_refused():
+  from bigmodel_jax import models  # pylint: disable=g-import-not-at-top
+  from bigmodel_jax.data import spec as spec_lib  # pylint: disable=g-import-not-at-top
+  spec = spec_lib.image_spec('digits', input_shape=(8, 8, 1), class_names=list('0123456789'))
+  with pytest.raises(UserInputError, match=r"^unknown config.model field\(s\) lora_rank for model 'cnn'"):
+    models.build_model({'name': 'cnn', 'lora_rank': 2}, spec)

@@ -10,6 +10,7 @@ from flax import traverse_util
 
 from conftest import run_module
 from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.infer import serving
 from bigmodel_jax.run import trained as trained_lib
 from bigmodel_jax.train import init_from
 from bigmodel_jax.train.loop import build_run, train_and_evaluate
@@ -137,3 +138,27 @@ def test_frozen_trunk_equals_the_source_bit_for_bit_after_50_steps(source, tmp_p
       np.testing.assert_array_equal(got[path], src[path], err_msg=path)
   assert summary['cost']['trainable_params'] == 32 * 3 + 3
   assert summary['cost']['params'] > 20 * summary['cost']['trainable_params']
+
+
+def test_lora_fine_tune_trains_only_adapters_and_head_and_exports_merged(source, tmp_path):
+  workdir = tmp_path / 'lora'
+  config = _tiny(**{'init.workdir': source, 'model.lora_rank': 2, 'num_steps': 5,
+                    'log_every': 5, 'eval_every': 5, 'checkpoint_every': 5})
+  summary = train_and_evaluate(config, str(workdir))
+  # Adapters on query and value (32 -> 2 heads x 16): a (32, 2) + b (2, 32), plus the head.
+  assert summary['cost']['trainable_params'] == 2 * (32 * 2 + 2 * 32) + 32 * 3 + 3
+  run = trained_lib.load_trained(str(workdir))
+  src, got = _flat(trained_lib.load_trained(source).params), _flat(run.params)
+  for path in got:
+    if 'lora_' in path:
+      assert path not in src
+    elif not path.startswith('head/'):
+      np.testing.assert_array_equal(got[path], src[path], err_msg=path)
+  assert not np.any(got['block_0/attention/value/lora_b'] == 0)  # trained away from zero
+  result = run_module('experiments.export', f'--workdir={workdir}', f'--output={tmp_path / "x"}')
+  assert result.returncode == 0, result.stderr
+  predict, artifact = serving.load_exported(str(tmp_path / 'x'))
+  tokens = np.stack([run.spec.tokenizer.encode('To be, or not to be, that is th')[:16]] * 2)
+  np.testing.assert_allclose(predict(tokens), run.model.apply({'params': run.params}, tokens),
+                             atol=1e-5)
+  assert artifact['model'] == 'transformer_classifier'
