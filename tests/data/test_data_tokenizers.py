@@ -90,7 +90,7 @@ def test_make_tokenizer_selects_by_name():
 def test_bpe_round_trips_held_out_text_exactly_and_survives_json():
   train = 'the quick brown fox jumps over the lazy dog. ' * 50
   tok = tokenizers.make_tokenizer('bpe', [train], vocab_size=300)
-  assert tok.vocab_size == 300
+  assert 257 < tok.vocab_size <= 300  # merges stop where the text has no more pairs
   held_out = 'Zebras quietly judge foxes — naïve 🦊, <pad> and all.\n\tEnd'
   ids = tok.encode(held_out)
   assert ids.dtype == np.int32 and tokenizers.PAD_ID not in ids
@@ -102,7 +102,8 @@ def test_bpe_round_trips_held_out_text_exactly_and_survives_json():
 
 def test_word_tokenizer_keeps_the_most_frequent_words_and_maps_the_rest_to_unk():
   tok = tokenizers.make_tokenizer('word', ['a b b c c c. C!'], vocab_size=5)
-  assert tok.words == ['c', 'b', '.'] and tok.vocab_size == 5
-  np.testing.assert_array_equal(tok.encode('C b zebra.'), [2, 3, 1, 4])
-  assert tok.decode([2, 3, 1, 4, 0, 0]) == 'c b <unk> .'
+  # c 4, b 2, then a tie of a, '.' and '!' (1 each): the first seen wins.
+  assert tok.words == ['c', 'b', 'a'] and tok.vocab_size == 5
+  np.testing.assert_array_equal(tok.encode('C b zebra a.'), [2, 3, 1, 4, 1])
+  assert tok.decode([2, 3, 1, 4, 0, 0]) == 'c b <unk> a'
   assert tokenizers.tokenizer_from_dict(json.loads(json.dumps(tok.to_dict()))) == tok

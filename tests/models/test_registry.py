@@ -18,7 +18,7 @@ GENRES = text_spec('genres', 'classification', tokenizer=CHARS, seq_len=16,
 
 
 def test_every_model_is_a_module_with_its_config_and_tasks():
-  assert sorted(models.MODELS) == ['cnn', 'mlp', 'transformer', 'transformer_classifier']
+  assert sorted(models.MODELS) == ['cnn', 'lstm', 'mlp', 'transformer', 'transformer_classifier']
   for name, (cls, config_cls) in models.MODELS.items():
     assert issubclass(cls, models.Model) and issubclass(config_cls, models.ModelConfig)
     assert cls.__dataclass_fields__['config'].type is config_cls
@@ -65,7 +65,7 @@ def test_every_run_config_builds_with_the_fields_it_sets(config_module, spec):
 
 
 def test_unknown_model_lists_the_choices():
-  with pytest.raises(UserInputError, match="unknown model 'resnet'; choose one of: cnn, mlp, "
+  with pytest.raises(UserInputError, match="unknown model 'resnet'; choose one of: cnn, lstm, mlp, "
                                            'transformer, transformer_classifier'):
     models.build_model({'name': 'resnet'}, DIGITS)
   with pytest.raises(UserInputError, match='resnet'):
