@@ -140,6 +140,7 @@ def test_frozen_trunk_equals_the_source_bit_for_bit_after_50_steps(source, tmp_p
   assert summary['cost']['params'] > 20 * summary['cost']['trainable_params']
 
 
+@pytest.mark.slow  # ~40 s: training plus an export subprocess; the merge is unit-tested
 def test_lora_fine_tune_trains_only_adapters_and_head_and_exports_merged(source, tmp_path):
   workdir = tmp_path / 'lora'
   config = _tiny(**{'init.workdir': source, 'model.lora_rank': 2, 'num_steps': 5,
