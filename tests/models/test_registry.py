@@ -7,7 +7,7 @@ from bigmodel_jax import models
 from bigmodel_jax.data import CharTokenizer
 from bigmodel_jax.data.spec import image_spec, text_spec
 from bigmodel_jax.errors import UserInputError
-from experiments.configs import cnn, mlp, transformer, transformer_classifier
+from experiments.configs import cnn, lstm, mlp, transformer, transformer_classifier
 from experiments.configs import transformer_shakespeare_char
 
 DIGITS = image_spec('digits', input_shape=(8, 8, 1), class_names=[str(i) for i in range(10)])
@@ -50,6 +50,7 @@ def test_build_model_takes_the_data_decided_sizes_from_the_spec():
 
 @pytest.mark.parametrize('config_module, spec', [
     (mlp, DIGITS), (cnn, DIGITS), (transformer, LM_TEXT), (transformer_classifier, GENRES),
+    (lstm, GENRES),
     (transformer_shakespeare_char, LM_TEXT)])
 def test_every_run_config_builds_with_the_fields_it_sets(config_module, spec):
   model_config = config_module.get_config().model
