@@ -1,6 +1,7 @@
 """Write a serving artifact of a trained run: `python -m experiments.export --workdir=... --output=DIR`.
 
 DIR gets model.bin (serialized StableHLO with the weights, any batch size) and metadata.json.
+A LoRA run is exported with its adapters merged into the base weights.
 Run it without this project's model code:
 
     from bigmodel_jax.infer.serving import load_exported
@@ -13,6 +14,7 @@ import json
 from absl import flags
 
 from bigmodel_jax.infer import export
+from bigmodel_jax.models import lora
 from bigmodel_jax.run import trained as trained_lib
 from experiments import cli
 
@@ -26,8 +28,10 @@ def main(argv):
   del argv
   export.check_platforms(_PLATFORMS.value)  # before the checkpoint is read
   trained = trained_lib.load_trained(_WORKDIR.value)
+  # LoRA adapters are folded into their kernels: the artifact is the plain merged model.
+  model, params = lora.merged(trained.model, trained.params)
   artifact = export.export_model(
-      trained.model, trained.params, trained.spec, _OUTPUT.value,
+      model, params, trained.spec, _OUTPUT.value,
       platforms=_PLATFORMS.value,
       description={'model': trained.config.model.name, 'step': trained.step,
                    'workdir': _WORKDIR.value})

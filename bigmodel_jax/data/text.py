@@ -63,7 +63,9 @@ def split_text(text: str, test_fraction: float = LM_TEST_FRACTION,
 
 
 def language_model_dataset(name: str, text: str, *, tokenizer: str, seq_len: int,
-                           validation_fraction: float) -> dataset_lib.Dataset:
+                           validation_fraction: float,
+                           vocab_size: int = tokenizers.DEFAULT_VOCAB_SIZE
+                           ) -> dataset_lib.Dataset:
   """An LM over `text`: train windows at every offset, non-overlapping held-out windows.
 
   The last 10% of the text tests (nanoGPT's split) and the `validation_fraction` before it
@@ -71,15 +73,16 @@ def language_model_dataset(name: str, text: str, *, tokenizer: str, seq_len: int
   """
   train, validation, test = split_text(text, LM_TEST_FRACTION, validation_fraction)
   return language_model_splits(name, train, validation, test, tokenizer=tokenizer,
-                               seq_len=seq_len)
+                               seq_len=seq_len, vocab_size=vocab_size)
 
 
 def language_model_splits(name: str, train_text: str, validation_text: str, test_text: str, *,
-                          tokenizer: str, seq_len: int) -> dataset_lib.Dataset:
+                          tokenizer: str, seq_len: int,
+                          vocab_size: int = tokenizers.DEFAULT_VOCAB_SIZE) -> dataset_lib.Dataset:
   """An LM over texts already split; the tokenizer learns from `train_text` only."""
   if not train_text:  # A char vocabulary needs at least one character.
     _require_tokens(name, 'train', train_text, 0, seq_len)
-  tok = tokenizers.make_tokenizer(tokenizer, [train_text])
+  tok = tokenizers.make_tokenizer(tokenizer, [train_text], vocab_size)
   sources = []
   for split, split_text_ in zip(spec_lib.SPLITS, (train_text, validation_text, test_text)):
     ids = tok.encode(split_text_) if split == 'train' else encode_heldout(tok, split_text_, name)
@@ -116,17 +119,21 @@ def read_text_file(path: str) -> str:
         'to UTF-8', subject='dataset', value=dataset) from None
 
 
-def textfile_dataset(path: str, *, tokenizer: str, seq_len: int,
-                     validation_fraction: float) -> dataset_lib.Dataset:
+def textfile_dataset(path: str, *, tokenizer: str, seq_len: int, validation_fraction: float,
+                     vocab_size: int = tokenizers.DEFAULT_VOCAB_SIZE) -> dataset_lib.Dataset:
   """An LM over a local UTF-8 text file."""
   return language_model_dataset(f'textfile:{path}', read_text_file(path), tokenizer=tokenizer,
-                                seq_len=seq_len, validation_fraction=validation_fraction)
+                                seq_len=seq_len, validation_fraction=validation_fraction,
+                                vocab_size=vocab_size)
 
 
 def encode_passage(tokenizer: tokenizers.Tokenizer, text: str, seq_len: int,
                    errors: str = 'strict') -> np.ndarray:
   """Returns the first `seq_len` ids of `text`, padded with `PAD_ID` to exactly `seq_len`."""
-  ids = tokenizer.encode(text[:seq_len], errors=errors)[:seq_len]
+  # No token is shorter than a character: the first seq_len characters are enough for every
+  # tokenizer but word, whose tokens are whole words (spaces between them not counted).
+  head = text if isinstance(tokenizer, tokenizers.WordTokenizer) else text[:seq_len]
+  ids = tokenizer.encode(head, errors=errors)[:seq_len]
   passage = np.full(seq_len, tokenizers.PAD_ID, dtype=np.int32)
   passage[:len(ids)] = ids
   return passage

@@ -98,7 +98,8 @@ class _TextClassificationSource:
 
 
 def load_tfds(name: str, *, data_dir: str | None, tokenizer: str, seq_len: int,
-              validation_fraction: float, seed: int) -> dataset_lib.Dataset:
+              validation_fraction: float, seed: int,
+              vocab_size: int = tokenizers.DEFAULT_VOCAB_SIZE) -> dataset_lib.Dataset:
   """Loads TFDS dataset `name` (a key of `TFDS_DATASETS`) from `data_dir`.
 
   Its own validation split where it has one, else one carved from train with `seed`.
@@ -112,10 +113,12 @@ def load_tfds(name: str, *, data_dir: str | None, tokenizer: str, seq_len: int,
       texts['train'], texts['validation'], _ = text_lib.split_text(texts['train'], 0.0,
                                                                    validation_fraction)
     return text_lib.language_model_splits(name, texts['train'], texts['validation'],
-                                          texts['test'], tokenizer=tokenizer, seq_len=seq_len)
+                                          texts['test'], tokenizer=tokenizer, seq_len=seq_len,
+                                          vocab_size=vocab_size)
   class_names = list(info.features['label'].names)
   if name == 'imdb_reviews':
-    tok = tokenizers.make_tokenizer(tokenizer, (_as_text(r['text']) for r in records['train']))
+    tok = tokenizers.make_tokenizer(tokenizer, (_as_text(r['text']) for r in records['train']),
+                                    vocab_size)
     # Held-out reviews may use characters no training review has; those are dropped.
     sources = {split: _TextClassificationSource(
                    split_records, tok, seq_len, errors='strict' if split == 'train' else 'ignore')

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.models.base import Model, ModelConfig
 from bigmodel_jax.models.cnn import CNN, CNNConfig
+from bigmodel_jax.models.lstm import LSTMClassifier, LSTMConfig
 from bigmodel_jax.models.mlp import MLP, MLPConfig
 from bigmodel_jax.models.transformer import (
     TransformerClassifier, TransformerConfig, TransformerLM, stack_layers, unstack_layers)
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 MODELS: dict[str, tuple[type[Model], type[ModelConfig]]] = {
     'mlp': (MLP, MLPConfig),
     'cnn': (CNN, CNNConfig),
+    'lstm': (LSTMClassifier, LSTMConfig),
     'transformer': (TransformerLM, TransformerConfig),
     'transformer_classifier': (TransformerClassifier, TransformerConfig),
 }

@@ -4,7 +4,6 @@ Shapes: B batch, T (Tq, Tk) sequence, H heads, D head dim. Masks are boolean, Tr
 broadcastable to (B, H, Tq, Tk).
 """
 
-import functools
 import math
 from typing import TYPE_CHECKING
 
@@ -14,6 +13,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import DTypeLike
 
+from bigmodel_jax.models import lora
 from bigmodel_jax.models.base import config_error
 
 if TYPE_CHECKING:
@@ -93,12 +93,11 @@ class MultiHeadSelfAttention(nn.Module):
     """Maps (B, T, F) to (B, T, d_model); `mask` is for non-decode calls only."""
     config = self.config
     head_dim = config.d_model // config.num_heads
-    project = functools.partial(
-        nn.DenseGeneral, features=(config.num_heads, head_dim), dtype=config.dtype,
-        param_dtype=config.param_dtype)
-    query = project(name='query')(inputs)
-    key = project(name='key')(inputs)
-    value = project(name='value')(inputs)
+    project = lambda name: lora.dense(config, f'attention/{name}', (config.num_heads, head_dim),
+                                      name=name)
+    query = project('query')(inputs)
+    key = project('key')(inputs)
+    value = project('value')(inputs)
 
     if decode:
       if mask is not None:
@@ -119,9 +118,7 @@ class MultiHeadSelfAttention(nn.Module):
       # under jit XLA shares it with the explicit path's own computation.
       self.sow('intermediates', 'attention_weights', attention_weights(query, key, mask=mask))
 
-    return nn.DenseGeneral(
-        config.d_model, axis=(-2, -1), dtype=config.dtype, param_dtype=config.param_dtype,
-        name='out')(out)
+    return lora.dense(config, 'attention/out', config.d_model, num_in_axes=2, name='out')(out)
 
   def _update_cache(
       self, key: jax.Array, value: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -87,6 +87,10 @@ class Model(nn.Module):
 
   TASKS: ClassVar[tuple[str, ...]] = ()
 
+  def trained_only(self) -> tuple[str, ...]:
+    """Regexes of the only parameter paths that train (e.g. LoRA's adapters); () trains all."""
+    return ()
+
   def train_flops_per_example(self, params: Any) -> float | None:
     """Training FLOPs (forward and backward) of one example with `params`.
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.models.attention import MultiHeadSelfAttention, check_attention_config
+from bigmodel_jax.models import lora
 from bigmodel_jax.models.base import Model, ModelConfig, config_error
 
 # What each block keeps for the backward pass (`config.remat`): 'none' keeps everything (no
@@ -53,6 +54,10 @@ class TransformerConfig(ModelConfig):
     scan_layers: one scanned block instead of num_layers separate ones (same function, params
       stacked on a leading layer axis).
     remat: recompute in the backward pass instead of storing: one of REMAT_POLICIES.
+    lora_rank, lora_alpha, lora_targets: LoRA adapters (models/lora.py) of rank lora_rank > 0
+      (0: none) scaled by lora_alpha / lora_rank on the block's dense layers whose name
+      (lora.TRANSFORMER_LAYERS, e.g. 'attention/query', 'mlp_in') lora_targets (a regex)
+      matches; only the adapters and a classifier's head then train.
   """
 
   FROM_SPEC: ClassVar[tuple[str, ...]] = ('vocab_size', 'max_len', 'num_outputs')
@@ -71,6 +76,9 @@ class TransformerConfig(ModelConfig):
   pad_id: int = 0
   scan_layers: bool = False
   remat: str = 'none'
+  lora_rank: int = 0
+  lora_alpha: float = 8.0
+  lora_targets: str = 'attention/(query|value)'  # LoRA paper's W_q and W_v
 
   def validate(self) -> None:
     self.check_positive('vocab_size', 'max_len', 'num_outputs', 'num_layers', 'mlp_ratio')
@@ -78,6 +86,17 @@ class TransformerConfig(ModelConfig):
     check_attention_config(self)
     if self.remat not in REMAT_POLICIES:
       raise config_error('remat', self.remat, f'choose one of {", ".join(REMAT_POLICIES)}')
+    if not isinstance(self.lora_rank, int) or self.lora_rank < 0:
+      raise config_error('lora_rank', self.lora_rank, 'must be an integer >= 0 (0: no LoRA)')
+    if self.lora_rank:
+      try:
+        targets = [layer for layer in lora.TRANSFORMER_LAYERS if lora.layer_matches(self, layer)]
+      except (re.error, TypeError):
+        targets = None
+      if not targets:
+        raise config_error('lora_targets', self.lora_targets,
+                           'must be a regex matching some of the dense layers '
+                           f'{", ".join(lora.TRANSFORMER_LAYERS)}')
 
 
 def _check_length(tokens: jax.Array, max_len: int) -> None:
@@ -99,7 +118,6 @@ class Block(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
     config = self.config
-    dense = functools.partial(nn.Dense, dtype=config.dtype, param_dtype=config.param_dtype)
     layer_norm = functools.partial(
         nn.LayerNorm, dtype=config.dtype, param_dtype=config.param_dtype)
     # A new Dropout per branch (not one shared): each draws its own mask.
@@ -111,9 +129,9 @@ class Block(nn.Module):
     x = x + dropout(h)
 
     h = layer_norm(name='mlp_norm')(x)
-    h = dense(config.mlp_ratio * config.d_model, name='mlp_in')(h)
+    h = lora.dense(config, 'mlp_in', config.mlp_ratio * config.d_model, name='mlp_in')(h)
     h = nn.gelu(h)
-    h = dense(config.d_model, name='mlp_out')(h)
+    h = lora.dense(config, 'mlp_out', config.d_model, name='mlp_out')(h)
     return x + dropout(h)
 
 
@@ -166,6 +184,11 @@ def _embed_and_encode(config: TransformerConfig, tokens: jax.Array, positions: j
   return x, token_embed
 
 
+def _trained_only(model: Model) -> tuple[str, ...]:
+  """With LoRA adapters only they (and a classifier's head) train; else everything."""
+  return lora.TRAINED if model.config.lora_rank else ()
+
+
 class TransformerLM(Model):
   """GPT-style language model: int32 tokens (B, T) -> float32 next-token logits (B, T, vocab).
 
@@ -176,6 +199,7 @@ class TransformerLM(Model):
   TASKS: ClassVar[tuple[str, ...]] = ('language_modeling',)
 
   config: TransformerConfig
+  trained_only = _trained_only
 
   def __post_init__(self):
     if self.config.num_outputs != self.config.vocab_size:
@@ -232,6 +256,7 @@ class TransformerClassifier(Model):
   TASKS: ClassVar[tuple[str, ...]] = ('classification',)
 
   config: TransformerConfig
+  trained_only = _trained_only
 
   @nn.compact
   def __call__(self, tokens: jax.Array, *, train: bool = False) -> jax.Array:

@@ -218,6 +218,15 @@ def latest_params(directory: str, abstract_params: Any) -> tuple[Any, int]:
                                            os.path.join(directory, str(bad)), problem))
   if step is None:
     raise FileNotFoundError(f'no intact checkpoint in {directory}')
+  return params_at_step(directory, abstract_params, step), step
+
+
+def params_at_step(directory: str, abstract_params: Any, step: int) -> Any:
+  """Parameters of checkpoint `step` in `directory` (checked intact by the caller).
+
+  `abstract_params` may name a subtree of the saved parameters: only its leaves are read, cast
+  to its dtypes and placed on its shardings.
+  """
   # This process alone: in a multi-host run only process 0 reads (plots, samples), and Orbax's
   # barriers with processes that never reach them would hang it.
   alone = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(),
@@ -230,4 +239,4 @@ def latest_params(directory: str, abstract_params: Any) -> tuple[Any, int]:
         args=ocp.args.PyTreeRestore(
             target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
             partial_restore=True))
-  return restored['params'], step
+  return restored['params']

@@ -37,7 +37,8 @@ LOCK = '.lock'
 
 # Config fields added after runs were first written, with the value that reads an older run's
 # data as it was read then (its test split does not depend on it).
-_ADDED_CONFIG_FIELDS = {('data', 'validation_fraction'): 0.1}
+_ADDED_CONFIG_FIELDS = {('data', 'validation_fraction'): 0.1,
+                        ('data', 'vocab_size'): 10_000}  # read by word and bpe only
 
 _RETRAIN = 'train the run again with python -m experiments.train'
 

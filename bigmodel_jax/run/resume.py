@@ -4,6 +4,9 @@ A workdir's checkpoints hold arrays shaped by its config and a data position tha
 something for the same data, batch and seed; continuing them under another model, dataset or
 batch would fail at restore or, worse, silently train a different run. Only the fields below,
 which change how long and how visibly a run trains but not what it computes per step, may differ.
+
+`config.init.*` (where a run's first parameters came from) is not among them: a resumed run
+never reads it again, but config.json must keep saying truthfully where its weights started.
 """
 
 import dataclasses
@@ -29,6 +32,15 @@ SAFE_FIELDS = frozenset({
 })
 SAFE_PREFIXES = ('sample.',  # what is printed after training
                  'profile.')  # which steps are traced: not what they compute
+
+
+# Fields added after runs were first written, with the value that computes what those runs
+# computed: an older config.json without them is the same run.
+ADDED_FIELDS = {
+    'init.workdir': None, 'init.include': [], 'init.exclude': [],
+    'optimizer.freeze': [], 'optimizer.lr_multipliers': [],
+    'data.vocab_size': 10_000,  # read by the word and bpe tokenizers only, which came with it
+}
 
 
 def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
@@ -62,8 +74,8 @@ def _as_config_value(default: Any) -> Any:
 def check_config_change(saved: dict[str, Any], config: ConfigDict, workdir: str) -> None:
   """Logs the safe differences between `saved` (config.json) and `config`; refuses the others."""
   new = _flatten(config.to_dict())
-  old = {**{k: v for k, v in _model_defaults(config.model.name).items() if k in new},
-         **_flatten(saved)}
+  defaults = {**ADDED_FIELDS, **_model_defaults(config.model.name)}
+  old = {**{k: v for k, v in defaults.items() if k in new}, **_flatten(saved)}
   missing = object()
   changed = {k: (old.get(k, missing), new.get(k, missing)) for k in sorted(old.keys() | new.keys())
              if old.get(k, missing) != new.get(k, missing)}

@@ -20,6 +20,7 @@ def load_dataset(config: ConfigDict) -> data.Dataset:
   """The dataset that a run's `config.data` names, split with `config.seed`."""
   return data.load_dataset(config.data.name, data_dir=config.data.data_dir,
                            seq_len=config.data.seq_len, tokenizer=config.data.tokenizer,
+                           vocab_size=config.data.vocab_size,
                            target=config.data.target, test_fraction=config.data.test_fraction,
                            validation_fraction=config.data.validation_fraction, seed=config.seed)
 

@@ -15,6 +15,7 @@ from bigmodel_jax import models
 from bigmodel_jax.data import tokenizers
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.robust import attacks
+from bigmodel_jax.train import init_from
 from bigmodel_jax.train import optimizers
 from bigmodel_jax.train import strategies
 
@@ -54,6 +55,10 @@ def validate_config(config: ConfigDict) -> None:
   if config.data.tokenizer not in tokenizers.TOKENIZERS:
     raise UserInputError(f'config.data.tokenizer={config.data.tokenizer!r} is not one of: '
                          f'{", ".join(tokenizers.TOKENIZERS)}')
+  least = tokenizers.MIN_VOCAB_SIZE.get(config.data.tokenizer)
+  if least and (not _is_int(config.data.vocab_size) or config.data.vocab_size < least):
+    raise UserInputError(f'config.data.vocab_size must be an integer >= {least} for the '
+                         f'{config.data.tokenizer} tokenizer, got {config.data.vocab_size!r}')
   data.dataset_task(config.data.name)
   if not isinstance(config.skip_nonfinite_updates, bool):
     raise UserInputError('config.skip_nonfinite_updates must be True or False, got '
@@ -75,11 +80,25 @@ def validate_config(config: ConfigDict) -> None:
   for field in ('weight_decay', 'grad_clip_norm', 'warmup_steps'):
     if opt[field] < 0:
       raise UserInputError(f'config.optimizer.{field} must be >= 0, got {opt[field]!r}')
+  # The regexes' syntax; whether each matches a parameter is checked once the model is built.
+  optimizers.check_groups(opt)
   validate_profile(config)
+  validate_init(config)
   validate_dp(config)
   if 'federated' in config:
     validate_federated(config)
   _validate_adversarial(config.adversarial)
+
+
+def validate_init(config: ConfigDict) -> None:
+  """config.init: a source workdir (or None) and regex tuples; the source itself is checked by
+  train/init_from.plan, only where the run does not resume its own checkpoint."""
+  source = config.init.workdir
+  if source is not None and (not isinstance(source, str) or not source):
+    raise UserInputError(f"config.init.workdir must be a run's workdir (or WORKDIR:STEP), got "
+                         f'{source!r}')
+  for field in ('init.include', 'init.exclude'):
+    init_from.check_patterns(config, field)
 
 
 def validate_profile(config: ConfigDict) -> None:

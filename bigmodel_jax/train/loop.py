@@ -4,8 +4,11 @@ Order of work, so that bad input never leaves a trace:
   1. check the config, load the data, build task, model and optimizer (any UserInputError here
      leaves the workdir untouched);
   2. lock the workdir (one run at a time), refuse a config that its checkpoints cannot continue,
-     write config.json and dataset.json, then resume from the newest intact checkpoint in the
-     workdir or initialise from the seed;
+     write config.json and dataset.json, then start in this order (big_vision's):
+       a. the newest intact checkpoint of this workdir (its own run: resume exactly), else
+       b. the parameters of another run, `config.init.workdir` (train/init_from.py: matching
+          leaves copied, the rest fresh from the seed; fresh optimizer, step 0), else
+       c. the seed;
   3. run the compiled step; after each step the hooks (train/hooks.py) do the periodic work:
      agree on preemption, log, evaluate on the validation split, checkpoint, and (only when
      config.profile.num_steps > 0) trace the profiled steps;
@@ -42,9 +45,10 @@ from bigmodel_jax.robust import training as adversarial
 from bigmodel_jax.run import files
 from bigmodel_jax.run import resume
 from bigmodel_jax.run import trained
-from bigmodel_jax.run.checkpoint import Checkpointer
+from bigmodel_jax.run.checkpoint import Checkpointer, saved_steps
 from bigmodel_jax.run.lock import WorkdirLock
 from bigmodel_jax.train import hooks as hooks_lib
+from bigmodel_jax.train import init_from
 from bigmodel_jax.train import log_interval
 from bigmodel_jax.train import optimizers
 from bigmodel_jax.train import step as step_lib
@@ -59,9 +63,10 @@ from bigmodel_jax.train.writers import MetricWriter
 
 
 def _restore_or_init(checkpointer: Checkpointer, strategy: strategies.Strategy,
-                     init: Callable[[], TrainState]
+                     init: Callable[[], TrainState], init_plan: init_from.Plan | None
                      ) -> tuple[TrainState, dict[str, Any] | None, dict[str, Any] | None]:
-  """The newest intact checkpoint's state, input position and log interval, else a fresh state.
+  """The newest intact checkpoint's state, input position and log interval, else a fresh state
+  (with `init_plan`'s parameters from another run, where there is one).
 
   Either way the state lands directly on the strategy's shardings.
   """
@@ -72,7 +77,12 @@ def _restore_or_init(checkpointer: Checkpointer, strategy: strategies.Strategy,
       step, state, items = restored
       logging.info('Resuming from %s step %d', checkpointer.directory, step)
       return state, items[hooks_lib.DATA_POSITION], items[hooks_lib.LOG_INTERVAL]
-  return strategy.init_state(init), None, None
+  state = strategy.init_state(init)
+  if init_plan is not None:
+    # The optimizer state was built from the fresh params; for every optax rule here it
+    # depends on their shapes only (moments start at zero), so it stays valid.
+    state = state.replace(params=init_from.load(init_plan, state.params))
+  return state, None, None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +179,12 @@ def build_run(config: ConfigDict) -> RunParts:
   check_data_fits(config, dataset.spec)
   task = tasks.create_task(dataset.spec, config.loss)
   model = models.build_model(config.model, dataset.spec)
-  tx, schedule = optimizers.create_optimizer(config.optimizer, config.num_steps)
+  tx, schedule = optimizers.create_optimizer(config.optimizer, config.num_steps,
+                                             train_only=model.trained_only())
+  if optimizers.has_groups(config.optimizer, model.trained_only()):
+    # A freeze or multiplier regex that matches no parameter is refused here, not at init.
+    optimizers.param_labels(config.optimizer, trained.abstract_params(model, dataset.spec),
+                            model.trained_only())
   strategy = strategies.create_strategy(config.strategy, fsdp=config.fsdp)
   dp = None
   if config.dp.enabled:
@@ -201,17 +216,23 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
   # 1. Everything that can reject the input, before the workdir is touched.
   parts = parts or build_run(config)
   train_iter = parts.train_batches()
+  # Another run's parameters matter only where this workdir has no checkpoint of its own; a
+  # resumed run neither reads nor needs the source.
+  init_plan = None
+  if (config.init.workdir is not None
+      and not saved_steps(os.path.join(workdir, files.CHECKPOINTS))):
+    init_plan = init_from.plan(config, parts.model, parts.dataset.spec)
 
   # 2. Workdir (one run at a time), resume or init. In a multi-host run the hosts share the
   # workdir, so only process 0 takes its lock.
   os.makedirs(workdir, exist_ok=True)
   lock = WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
   with lock, PreemptionWatcher() as preemption:
-    return _run_in_workdir(parts, workdir, train_iter, preemption, hooks)
+    return _run_in_workdir(parts, workdir, train_iter, preemption, hooks, init_plan)
 
 
 def _run_in_workdir(parts: RunParts, workdir: str, train_iter, preemption: PreemptionWatcher,
-                    extra_hooks) -> dict[str, Any]:
+                    extra_hooks, init_plan: init_from.Plan | None) -> dict[str, Any]:
   config, strategy = parts.config, parts.strategy
   primary = jax.process_index() == 0
   if files.has_run(workdir):
@@ -222,7 +243,8 @@ def _run_in_workdir(parts: RunParts, workdir: str, train_iter, preemption: Preem
     files.write_spec(workdir, parts.dataset.spec)
   checkpointer = Checkpointer(os.path.join(workdir, files.CHECKPOINTS),
                               keep=config.keep_checkpoints)
-  state, data_state, log_state = _restore_or_init(checkpointer, strategy, parts.init)
+  state, data_state, log_state = _restore_or_init(checkpointer, strategy, parts.init,
+                                                     init_plan)
   start_step = int(state.step)
   if start_step >= parts.num_steps and os.path.exists(os.path.join(workdir, files.SUMMARY)):
     checkpointer.close()
@@ -324,7 +346,10 @@ def _cost_report(parts: RunParts, state, num_params, flops_per_step, flops_conve
   config, strategy = parts.config, parts.strategy
   report: dict[str, Any] = {
       'model': config.model.name, 'dataset': config.data.name, 'task': parts.task.name,
-      'step': int(state.step), 'params': num_params, 'dtype': meter.dtype,
+      'step': int(state.step), 'params': num_params,
+      'trainable_params': optimizers.count_trainable(config.optimizer, state.params,
+                                                     parts.model.trained_only()),
+      'dtype': meter.dtype,
       'batch_size': config.batch_size, 'grad_accum_steps': config.grad_accum_steps,
       'strategy': strategy.name, 'fsdp': strategy.fsdp, 'device_kind': meter.device_kind,
       'num_devices': strategy.num_devices, 'num_processes': jax.process_count(),

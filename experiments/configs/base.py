@@ -15,10 +15,19 @@ def get_base_config() -> config_dict.ConfigDict:
   config.data.name = 'digits'          # --dataset; see README for the list
   config.data.data_dir = config_dict.placeholder(str)  # TFDS data_dir (None: TFDS default)
   config.data.seq_len = 128            # text: tokens per example
-  config.data.tokenizer = 'char'       # text: 'char' or 'byte'
+  config.data.tokenizer = 'char'       # text: 'char', 'byte', 'word' or 'bpe'
+  config.data.vocab_size = 10_000      # word and bpe: ids learned from the train split
   config.data.target = config_dict.placeholder(str)    # csv: the target column
   config.data.test_fraction = 0.2      # embedded and csv sets: held-out test share
   config.data.validation_fraction = 0.1  # the validation share (see README, Datasets)
+
+  # Start from another run's parameters (README, Reuse) where this workdir has no checkpoint
+  # yet: 'WORKDIR' (its newest intact step) or 'WORKDIR:STEP'. include/exclude: regexes over
+  # '/'-joined parameter paths (include: all when empty); the rest starts from the seed.
+  config.init = config_dict.ConfigDict()
+  config.init.workdir = config_dict.placeholder(str)
+  config.init.include = ()
+  config.init.exclude = ()
 
   config.loss = config_dict.placeholder(str)  # None: the task's default
   config.batch_size = 128              # global batch (all devices, all micro-batches)
@@ -42,6 +51,10 @@ def get_base_config() -> config_dict.ConfigDict:
   config.optimizer.eps = 1e-8
   config.optimizer.weight_decay = 1e-4  # not applied to biases and norm scales
   config.optimizer.grad_clip_norm = 1.0  # 0 disables
+  # Parameter groups by '/'-joined path (README, Reuse): regexes of leaves that never change,
+  # and ((regex, factor), ...) scaling the learning rate of the leaves matched (first pair wins).
+  config.optimizer.freeze = ()
+  config.optimizer.lr_multipliers = ()
 
   # Adversarial training (Madry et al.) of image classifiers: each step trains on PGD examples
   # made from its batch with the current params (README, Robustness and explanations).

@@ -20,6 +20,9 @@ def get_config():
   config.model.param_dtype = 'float32'
   config.model.scan_layers = False          # True: nn.scan over the blocks (flat compile time)
   config.model.remat = 'none'               # 'full', 'dots': recompute activations in backward
+  config.model.lora_rank = 0               # > 0: LoRA adapters (README, Reuse)
+  config.model.lora_alpha = 8.0
+  config.model.lora_targets = 'attention/(query|value)'
   config.data.name = 'shakespeare_genre'
   config.data.seq_len = 128
   config.batch_size = 32

@@ -216,3 +216,24 @@ def test_unprepared_dataset_fails_fast_without_network(tmp_path, name):
   assert f'`tfds build {name} --data_dir={tmp_path} --file_format=array_record`' in message
   assert '\n' not in message
   assert not os.listdir(tmp_path)  # Nothing was written.
+
+
+def test_lstm_trains_on_mocked_imdb_reviews_with_words(mocked_tfds, tmp_path):  # pylint: disable=unused-argument
+  from bigmodel_jax.train.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  from bigmodel_jax.run import files  # pylint: disable=g-import-not-at-top
+  from experiments.configs import lstm  # pylint: disable=g-import-not-at-top
+  config = lstm.get_config()
+  config.data.name = 'imdb_reviews'
+  config.data.data_dir = str(tmp_path / 'tfds')
+  config.data.vocab_size = 50
+  config.model.hidden_size = 8
+  config.batch_size = 4
+  config.num_steps = config.log_every = config.eval_every = config.checkpoint_every = 2
+  config.strategy = 'single'
+  summary = train_and_evaluate(config, str(tmp_path / 'run'))
+  assert summary['cost']['model'] == 'lstm' and summary['cost']['step'] == 2
+  assert 0.0 <= summary['validation']['accuracy'] <= 1.0
+  tok = files.read_spec(str(tmp_path / 'run')).tokenizer
+  assert tok.to_dict()['type'] == 'word' and 3 <= tok.vocab_size <= 50
+  # Embedding, the LSTM's 4 gates (input and recurrent kernels, bias), the head.
+  assert summary['cost']['params'] == tok.vocab_size * 32 + 4 * (32 * 8 + 8 * 8 + 8) + 8 * 2 + 2

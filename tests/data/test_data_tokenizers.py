@@ -66,7 +66,9 @@ def test_to_dict_round_trips_through_json(tok):
 
 
 @pytest.mark.parametrize('description, message', [
-    ({'type': 'bpe'}, r"tokenizer metadata 'type'='bpe' is not one of: byte, char"),
+    ({'type': 'unigram'}, r"'type'='unigram' is not one of: byte, char, word, bpe"),
+    ({'type': 'bpe'}, r"bpe tokenizer metadata needs 'hf_json'"),
+    ({'type': 'word', 'words': ['a', 'a']}, r'distinct words'),
     ('char', r"'type'=None"),
     ({'type': 'char', 'vocab': 'ba'}, r"sorted distinct characters, got 'ba'"),
     ({'type': 'char'}, r'got None'),
@@ -81,5 +83,27 @@ def test_make_tokenizer_selects_by_name():
   assert tokenizers.make_tokenizer('char', ['ba']).vocab == 'ab'
   # The user-facing check of config.data.tokenizer is validate_config's (tests/train/
   # test_checks.py); an unknown name reaching the library is a bug.
-  with pytest.raises(ValueError, match=r"^tokenizer 'bpe' is not one of \('byte', 'char'\)$"):
-    tokenizers.make_tokenizer('bpe', ['ba'])
+  with pytest.raises(ValueError, match=r"^tokenizer 'unigram' is not one of \('byte', "):
+    tokenizers.make_tokenizer('unigram', ['ba'])
+
+
+def test_bpe_round_trips_held_out_text_exactly_and_survives_json():
+  train = 'the quick brown fox jumps over the lazy dog. ' * 50
+  tok = tokenizers.make_tokenizer('bpe', [train], vocab_size=300)
+  assert 257 < tok.vocab_size <= 300  # merges stop where the text has no more pairs
+  held_out = 'Zebras quietly judge foxes — naïve 🦊, <pad> and all.\n\tEnd'
+  ids = tok.encode(held_out)
+  assert ids.dtype == np.int32 and tokenizers.PAD_ID not in ids
+  assert tok.decode(ids) == held_out
+  assert len(tok.encode('the quick brown fox')) < len('the quick brown fox') / 2  # merges learnt
+  again = tokenizers.tokenizer_from_dict(json.loads(json.dumps(tok.to_dict())))
+  assert again == tok and again.decode(again.encode(held_out)) == held_out
+
+
+def test_word_tokenizer_keeps_the_most_frequent_words_and_maps_the_rest_to_unk():
+  tok = tokenizers.make_tokenizer('word', ['a b b c c c. C!'], vocab_size=5)
+  # c 4, b 2, then a tie of a, '.' and '!' (1 each): the first seen wins.
+  assert tok.words == ['c', 'b', 'a'] and tok.vocab_size == 5
+  np.testing.assert_array_equal(tok.encode('C b zebra a.'), [2, 3, 1, 4, 1])
+  assert tok.decode([2, 3, 1, 4, 0, 0]) == 'c b <unk> a'
+  assert tokenizers.tokenizer_from_dict(json.loads(json.dumps(tok.to_dict()))) == tok

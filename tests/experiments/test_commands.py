@@ -75,7 +75,7 @@ def test_train_regression_from_csv(tmp_path):
 
 
 @pytest.mark.parametrize('args,message', [
-    (['--model=resnet'], "--model='resnet' is unknown; choose one of: cnn, mlp"),
+    (['--model=resnet'], "--model='resnet' is unknown; choose one of: cnn, lstm, mlp"),
     (['--model=mlp', '--dataset=imagenet'], 'imagenet'),
     (['--model=mlp', '--dataset=csv:/nonexistent/data.csv'], '/nonexistent/data.csv'),
     (['--model=mlp', '--dataset=csv:{csv}', '--config.data.target=price'], 'price'),

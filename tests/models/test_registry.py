@@ -7,7 +7,7 @@ from bigmodel_jax import models
 from bigmodel_jax.data import CharTokenizer
 from bigmodel_jax.data.spec import image_spec, text_spec
 from bigmodel_jax.errors import UserInputError
-from experiments.configs import cnn, mlp, transformer, transformer_classifier
+from experiments.configs import cnn, lstm, mlp, transformer, transformer_classifier
 from experiments.configs import transformer_shakespeare_char
 
 DIGITS = image_spec('digits', input_shape=(8, 8, 1), class_names=[str(i) for i in range(10)])
@@ -18,7 +18,7 @@ GENRES = text_spec('genres', 'classification', tokenizer=CHARS, seq_len=16,
 
 
 def test_every_model_is_a_module_with_its_config_and_tasks():
-  assert sorted(models.MODELS) == ['cnn', 'mlp', 'transformer', 'transformer_classifier']
+  assert sorted(models.MODELS) == ['cnn', 'lstm', 'mlp', 'transformer', 'transformer_classifier']
   for name, (cls, config_cls) in models.MODELS.items():
     assert issubclass(cls, models.Model) and issubclass(config_cls, models.ModelConfig)
     assert cls.__dataclass_fields__['config'].type is config_cls
@@ -50,6 +50,7 @@ def test_build_model_takes_the_data_decided_sizes_from_the_spec():
 
 @pytest.mark.parametrize('config_module, spec', [
     (mlp, DIGITS), (cnn, DIGITS), (transformer, LM_TEXT), (transformer_classifier, GENRES),
+    (lstm, GENRES),
     (transformer_shakespeare_char, LM_TEXT)])
 def test_every_run_config_builds_with_the_fields_it_sets(config_module, spec):
   model_config = config_module.get_config().model
@@ -65,7 +66,7 @@ def test_every_run_config_builds_with_the_fields_it_sets(config_module, spec):
 
 
 def test_unknown_model_lists_the_choices():
-  with pytest.raises(UserInputError, match="unknown model 'resnet'; choose one of: cnn, mlp, "
+  with pytest.raises(UserInputError, match="unknown model 'resnet'; choose one of: cnn, lstm, mlp, "
                                            'transformer, transformer_classifier'):
     models.build_model({'name': 'resnet'}, DIGITS)
   with pytest.raises(UserInputError, match='resnet'):

@@ -34,7 +34,10 @@ def test_the_mlp_config_passes():
 
 @pytest.mark.parametrize('fields, message', [
     ({'data.seq_len': 0}, r'^config.data.seq_len must be a positive integer, got 0$'),
-    ({'data.tokenizer': 'bpe'}, r"^config.data.tokenizer='bpe' is not one of: byte, char$"),
+    ({'data.tokenizer': 'unigram'},
+     r"^config.data.tokenizer='unigram' is not one of: byte, char, word, bpe$"),
+    ({'data.tokenizer': 'bpe', 'data.vocab_size': 100},
+     r'^config.data.vocab_size must be an integer >= 257 for the bpe tokenizer, got 100$'),
     ({'data.test_fraction': 1.0}, r'^config.data.test_fraction must be a number strictly '
                                   r'between 0 and 1, got 1.0$'),
     ({'data.test_fraction': 1.5}, r'^config.data.test_fraction must be a number strictly '

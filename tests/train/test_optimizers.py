@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -71,3 +72,33 @@ def test_unknown_optimizer_is_rejected():
   config.optimizer.name = 'lion'
   with pytest.raises(UserInputError, match='config.optimizer.name'):
     checks.validate_config(config)
+
+
+def test_frozen_leaves_stay_bit_identical_and_multipliers_scale_the_rate():
+  params = {'trunk': {'kernel': jnp.ones((3, 4)), 'bias': jnp.ones(4)},
+            'head': {'kernel': jnp.ones((4, 2)), 'bias': jnp.ones(2)}}
+  config = _optimizer_config(name='sgd', learning_rate=0.1, warmup_steps=0, schedule='constant',
+                             weight_decay=0.0, grad_clip_norm=0.0, freeze=('^trunk/',),
+                             lr_multipliers=(('head/bias', 10.0),))
+  tx, _ = optimizers.create_optimizer(config, total_steps=10)
+  grads = jax.tree.map(jnp.ones_like, params)
+  state = tx.init(params)
+  new = params
+  for _ in range(50):
+    updates, state = tx.update(grads, state, new)
+    new = optax.apply_updates(new, updates)
+  np.testing.assert_array_equal(new['trunk']['kernel'], params['trunk']['kernel'])
+  np.testing.assert_array_equal(new['trunk']['bias'], params['trunk']['bias'])
+  np.testing.assert_allclose(new['head']['kernel'], 1 - 50 * 0.1, rtol=1e-5)
+  np.testing.assert_allclose(new['head']['bias'], 1 - 50 * 1.0, rtol=1e-5)
+  assert optimizers.count_trainable(config, params) == 8 + 2
+  # Frozen leaves carry no optimizer state; the trained ones do.
+  assert sum(x.size for x in jax.tree.leaves(state)) < sum(x.size for x in jax.tree.leaves(params))
+
+
+def test_group_regex_matching_no_parameter_is_refused():
+  config = _optimizer_config(freeze=('^trunc/',))
+  with pytest.raises(UserInputError, match="'\\^trunc/' matches no parameter"):
+    optimizers.param_labels(config, {'trunk': {'kernel': jnp.ones(2)}})
+  with pytest.raises(UserInputError, match='lr_multipliers'):
+    optimizers.check_groups(_optimizer_config(lr_multipliers=(('head', -1.0),)))

@@ -1,0 +1,161 @@
+"""Initialising a new run's parameters from another run's checkpoint (`config.init`).
+
+Distinct from resuming: a run resumes its own checkpoint (train state, optimizer, data position)
+and otherwise, where `config.init.workdir` names another run, starts from that run's parameters
+with a fresh optimizer at step 0; otherwise from the seed (see train/loop.py).
+
+Which leaves are copied: those whose '/'-joined path (e.g. 'block_0/attention/query/kernel')
+matches one of `config.init.include` (all when empty), none of `config.init.exclude`, exists in
+the source and has the same shape there. The others (a new classifier head, say) keep their
+fresh initialisation from the seed and are listed in the log. Regexes are matched with
+`re.search`: 'head' matches 'head/kernel'; anchor with ^ and $ for an exact path.
+
+Everything is decided from shapes (`plan`), before the workdir is touched; only `load` reads
+arrays, each straight onto the sharding of the leaf it replaces, so any strategy (FSDP
+included) gets its own layout.
+"""
+
+import dataclasses
+import os
+import re
+from typing import Any
+
+import flax.linen as nn
+import jax
+from absl import logging
+from flax import traverse_util
+from ml_collections import ConfigDict
+
+from bigmodel_jax import models
+from bigmodel_jax.data import DataSpec
+from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.run import checkpoint
+from bigmodel_jax.run import trained
+
+_FIELD = 'config.init.workdir'
+
+
+def parse_source(value: str) -> tuple[str, int | None]:
+  """'WORKDIR' -> (WORKDIR, None: its newest intact step); 'WORKDIR:STEP' -> (WORKDIR, STEP)."""
+  workdir, colon, step = value.rpartition(':')
+  if colon and step.isdigit():
+    return workdir, int(step)
+  return value, None
+
+
+def check_patterns(config: ConfigDict, field: str) -> tuple[re.Pattern, ...]:
+  """The compiled regexes of `config.<field>` (a tuple of strings); UserInputError if one fails."""
+  values = config
+  for key in field.split('.'):
+    values = values[key]
+  if isinstance(values, str) or not all(isinstance(v, str) for v in values):
+    raise UserInputError(f'config.{field} must be a tuple of regexes, e.g. ("head",), '
+                         f'got {values!r}')
+  compiled = []
+  for value in values:
+    try:
+      compiled.append(re.compile(value))
+    except re.error as e:
+      raise UserInputError(f'config.{field}: {value!r} is not a regex ({e})') from None
+  return tuple(compiled)
+
+
+def flat_paths(tree: Any) -> dict[str, Any]:
+  """{'a/b/c': leaf} of a nested params dict."""
+  return traverse_util.flatten_dict(tree, sep='/')
+
+
+def unmatched(patterns: tuple[re.Pattern, ...], paths: list[str]) -> list[str]:
+  """The patterns that match none of `paths` (a typo would otherwise silently do nothing)."""
+  return [p.pattern for p in patterns if not any(p.search(path) for path in paths)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What `load` will copy: from which checkpoint, which paths, and which stay fresh (and why)."""
+  checkpoint_dir: str
+  step: int
+  copied: tuple[str, ...]
+  fresh: dict[str, str]  # path -> why it keeps its fresh initialisation
+
+
+def plan(config: ConfigDict, model: nn.Module, spec: DataSpec) -> Plan:
+  """Checks `config.init` against the source run and `model`'s parameter shapes.
+
+  Raises:
+    UserInputError: the source is not a run, has no intact checkpoint (at the step asked for),
+      a regex matches no parameter, or the shapes leave nothing to copy.
+  """
+  workdir, step = parse_source(config.init.workdir)
+  value = config.init.workdir
+  if not os.path.isdir(workdir):
+    raise UserInputError(f'{_FIELD}={value!r}: no such directory')
+  try:
+    source = trained.load_run(workdir)
+  except UserInputError:
+    raise UserInputError(f'{_FIELD}={value!r}: holds no training run; train one first') from None
+  steps = checkpoint.saved_steps(source.checkpoint_dir)
+  if step is None:
+    step = checkpoint.newest_intact_step(source.checkpoint_dir, steps,
+                                         lambda bad, why: logging.warning(
+                                             'init: skipping corrupt step %d: %s', bad, why))
+    if step is None:
+      raise UserInputError(f'{_FIELD}={value!r}: has no checkpoint; train it first')
+  elif step not in steps or checkpoint.verify_manifest(
+      os.path.join(source.checkpoint_dir, str(step))) is not None:
+    raise UserInputError(f'{_FIELD}={value!r}: has no intact checkpoint of step {step}; '
+                         f'saved steps: {steps}')
+  if source.spec.tokenizer != spec.tokenizer:
+    logging.warning('init: the source run tokenizes differently (%s, this run %s): copied token '
+                    'embeddings will map ids to other text',
+                    _describe(source.spec.tokenizer), _describe(spec.tokenizer))
+
+  source_model = models.build_model(source.config.model, source.spec)
+  source_shapes = flat_paths(trained.abstract_params(source_model, source.spec))
+  target_shapes = flat_paths(trained.abstract_params(model, spec))
+  include = check_patterns(config, 'init.include')
+  exclude = check_patterns(config, 'init.exclude')
+  paths = sorted(target_shapes)
+  bad = unmatched(include + exclude, paths)
+  if bad:
+    raise UserInputError(f'config.init.include/exclude: {", ".join(map(repr, bad))} matches no '
+                         f'parameter of this model; its paths look like {paths[0]!r}')
+  copied, fresh = [], {}
+  for path in paths:
+    if include and not any(p.search(path) for p in include):
+      fresh[path] = 'not included'
+    elif any(p.search(path) for p in exclude):
+      fresh[path] = 'excluded'
+    elif path not in source_shapes:
+      fresh[path] = 'not in the source'
+    elif source_shapes[path].shape != target_shapes[path].shape:
+      fresh[path] = f'shape {target_shapes[path].shape} != source {source_shapes[path].shape}'
+    else:
+      copied.append(path)
+  if not copied:
+    raise UserInputError(f'{_FIELD}={value!r}: no parameter of this model can be copied from it '
+                         f'(paths and shapes differ: e.g. {paths[0]} {fresh[paths[0]]})')
+  return Plan(source.checkpoint_dir, step, tuple(copied), fresh)
+
+
+def _describe(tokenizer) -> str:
+  return 'none' if tokenizer is None else f"{tokenizer.to_dict()['type']}, {tokenizer.vocab_size} ids"
+
+
+def load(init_plan: Plan, params: Any) -> Any:
+  """`params` (freshly initialised, placed) with the planned leaves read from the source.
+
+  Each copied leaf is read with its replacement's dtype and sharding, so nothing is gathered
+  whole on one device.
+  """
+  flat = flat_paths(params)
+  target = traverse_util.unflatten_dict(
+      {path: jax.ShapeDtypeStruct(flat[path].shape, flat[path].dtype,
+                                  sharding=flat[path].sharding)
+       for path in init_plan.copied}, sep='/')
+  source = flat_paths(checkpoint.params_at_step(init_plan.checkpoint_dir, target, init_plan.step))
+  logging.info('init: copied %d parameter arrays from %s step %d', len(init_plan.copied),
+               init_plan.checkpoint_dir, init_plan.step)
+  for path, why in init_plan.fresh.items():
+    logging.info('init: %s keeps its fresh initialisation (%s)', path, why)
+  return traverse_util.unflatten_dict({**flat, **source}, sep='/')

@@ -1,0 +1,29 @@
+"""Embedding(10,000 words, 32) -> LSTM(128) -> Dense with sigmoid outputs and binary
+cross-entropy: the classic sentiment classifier, here on the genre of Shakespeare passages.
+
+Also `--dataset=imdb_reviews` (TFDS, prepared offline), its original task.
+"""
+
+from experiments.configs import base
+
+
+def get_config():
+  config = base.get_base_config()
+  config.model.name = 'lstm'
+  config.model.embed_dim = 32
+  config.model.hidden_size = 128
+  config.model.bidirectional = False
+  config.model.dropout_rate = 0.0
+  config.model.dtype = 'float32'
+  config.model.param_dtype = 'float32'
+  config.data.name = 'shakespeare_genre'
+  config.data.tokenizer = 'word'
+  config.data.vocab_size = 10_000
+  config.data.seq_len = 64             # words per passage
+  config.loss = 'binary_cross_entropy'  # one sigmoid per class
+  config.batch_size = 32
+  config.num_steps = 1000
+  config.optimizer.learning_rate = 3e-3
+  config.eval_every = 250
+  config.eval_batches = 0
+  return config
