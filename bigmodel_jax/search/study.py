@@ -12,9 +12,11 @@ journal file elsewhere.
 import json
 import logging
 import os
+import time
 from typing import Any
 
 import optuna
+import sqlalchemy
 from ml_collections import ConfigDict
 
 from bigmodel_jax.errors import UserInputError
@@ -41,6 +43,9 @@ def _first_line(error: BaseException) -> str:
   return f'{type(error).__name__}: {text.splitlines()[0]}' if text else type(error).__name__
 
 
+_CREATE_ATTEMPTS = 3
+
+
 def open_storage(url: str | None, sweepdir: str) -> optuna.storages.BaseStorage:
   """The storage `url` names (None: the journal file in `sweepdir`, which must exist)."""
   if url is None:
@@ -50,11 +55,17 @@ def open_storage(url: str | None, sweepdir: str) -> optuna.storages.BaseStorage:
       raise UserInputError('cannot be opened: its directory does not exist', subject='storage',
                            value=url)
     return _journal(url)
-  try:
-    return optuna.storages.RDBStorage(url)
-  except Exception as e:  # pylint: disable=broad-except  # a driver, server or file problem
-    raise UserInputError(f'cannot be opened: {_first_line(e)}', subject='storage',
-                         value=url) from None
+  for attempt in range(_CREATE_ATTEMPTS):
+    try:
+      return optuna.storages.RDBStorage(url)
+    except sqlalchemy.exc.IntegrityError:
+      # Workers started together race to create the schema; the loser finds it made.
+      if attempt == _CREATE_ATTEMPTS - 1:
+        raise
+      time.sleep(0.5)
+    except Exception as e:  # pylint: disable=broad-except  # a driver, server or file problem
+      raise UserInputError(f'cannot be opened: {_first_line(e)}', subject='storage',
+                           value=url) from None
 
 
 def _journal(path: str) -> optuna.storages.JournalStorage:
