@@ -24,3 +24,15 @@ def run_module(module: str, *args: str, timeout: float = 300,
   return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO,
                         env={**os.environ, 'JAX_PLATFORMS': 'cpu', **(env or {})},
                         capture_output=True, text=True, timeout=timeout)
+
+
+def run_command(name: str, *args: str) -> subprocess.CompletedProcess:
+  """`python -m experiments.NAME args`, as a researcher runs a command."""
+  return run_module(f'experiments.{name}', *args)
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+  """The one `error:` line of a command that refused its input (exit status 2)."""
+  assert result.returncode == 2, (result.stdout, result.stderr[-3000:])
+  (line,) = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
+  return line

@@ -7,15 +7,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, run_module
+from conftest import REPO, run_command as run
 
 TINY_LM = ['--config.model.num_layers=1', '--config.model.d_model=32', '--config.model.num_heads=2',
            '--config.data.seq_len=32', '--config.batch_size=8', '--config.eval_batches=2',
            '--config.log_every=2', '--config.sample.num_tokens=40']
-
-
-def run(module: str, *args: str) -> subprocess.CompletedProcess:
-  return run_module(f'experiments.{module}', *args)
 
 
 @pytest.fixture(scope='module')

@@ -4,27 +4,16 @@ import csv
 import json
 import os
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 from PIL import Image
 from sklearn import datasets
-from conftest import run_module
+from conftest import error_line, run_command as run
 
 TINY_CNN = ['--model=cnn', '--config.num_steps=60', '--config.log_every=10',
             '--config.eval_every=30', '--config.model.conv_features=(8,16)',
             '--config.model.dense_features=(32,)']
-
-
-def run(module: str, *args: str) -> subprocess.CompletedProcess:
-  return run_module(f'experiments.{module}', *args)
-
-
-def error_line(result: subprocess.CompletedProcess) -> str:
-  assert result.returncode == 2, (result.stdout, result.stderr[-3000:])
-  (line,) = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
-  return line
 
 
 @pytest.fixture(scope='module')

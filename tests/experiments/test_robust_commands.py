@@ -2,11 +2,10 @@
 
 import csv
 import os
-import subprocess
 
 import numpy as np
 import pytest
-from conftest import run_module
+from conftest import error_line, run_command as run
 
 from bigmodel_jax import data
 from bigmodel_jax.run import files
@@ -18,16 +17,6 @@ TINY_ADVERSARIAL_CNN = [
     '--config.model.conv_features=(8,16)', '--config.model.dense_features=(32,)',
     '--config.adversarial.enabled=True', '--config.adversarial.eps=0.1',
     '--config.adversarial.steps=2']
-
-
-def run(module: str, *args: str) -> subprocess.CompletedProcess:
-  return run_module(f'experiments.{module}', *args)
-
-
-def error_line(result: subprocess.CompletedProcess) -> str:
-  assert result.returncode == 2, (result.stdout, result.stderr[-3000:])
-  (line,) = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
-  return line
 
 
 @pytest.fixture(scope='module')
