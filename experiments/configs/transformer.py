@@ -31,7 +31,7 @@ def get_config():
   config.data.seq_len = 128
   config.data.tokenizer = 'char'
 
-  # ~4M tokens: about 3 minutes on an idle 2-core CPU, validation loss ~1.63.
+  # ~4M tokens: about 3 minutes on an idle 2-core CPU, validation loss ~1.67 (test ~1.64).
   config.batch_size = 16
   config.num_steps = 2000
   config.optimizer.learning_rate = 2e-3
