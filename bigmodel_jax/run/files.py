@@ -35,10 +35,16 @@ PLOTS = 'plots'
 PROFILE = 'profile'
 LOCK = '.lock'
 
-# Config fields added after runs were first written, with the value that reads an older run's
-# data as it was read then (its test split does not depend on it).
-_ADDED_CONFIG_FIELDS = {('data', 'validation_fraction'): 0.1,
-                        ('data', 'vocab_size'): 10_000}  # read by word and bpe only
+# Fields added after runs were first written, with the value that computes what those runs
+# computed: an older config.json without them is the same run (read and resumed alike).
+ADDED_FIELDS = {
+    'init.workdir': None, 'init.include': [], 'init.exclude': [],
+    'optimizer.freeze': [], 'optimizer.lr_multipliers': [],
+    'data.vocab_size': 10_000,  # read by the word and bpe tokenizers only, which came with it
+}
+# Added fields without such a value: an older run is read with it (its test split does not
+# depend on it), but not resumed.
+_ADDED_FOR_READING = {'data.validation_fraction': 0.1}
 
 _RETRAIN = 'train the run again with python -m experiments.train'
 
@@ -78,7 +84,8 @@ def read_config(workdir: str) -> ConfigDict:
   if not isinstance(value, dict) or not isinstance(value.get('model'), dict):
     raise UserInputError(f'{path} is damaged: it holds no run config; restore it from a copy or '
                          f'{_RETRAIN}')
-  for (section, field), default in _ADDED_CONFIG_FIELDS.items():
+  for path, default in {**ADDED_FIELDS, **_ADDED_FOR_READING}.items():
+    section, field = path.split('.')
     value.get(section, {}).setdefault(field, default)
   return ConfigDict(value)
 

@@ -18,6 +18,7 @@ from ml_collections import ConfigDict
 
 from bigmodel_jax import models
 from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.run import files
 
 SAFE_FIELDS = frozenset({
     'num_steps', 'log_every', 'eval_every', 'eval_batches', 'checkpoint_every',
@@ -32,15 +33,6 @@ SAFE_FIELDS = frozenset({
 })
 SAFE_PREFIXES = ('sample.',  # what is printed after training
                  'profile.')  # which steps are traced: not what they compute
-
-
-# Fields added after runs were first written, with the value that computes what those runs
-# computed: an older config.json without them is the same run.
-ADDED_FIELDS = {
-    'init.workdir': None, 'init.include': [], 'init.exclude': [],
-    'optimizer.freeze': [], 'optimizer.lr_multipliers': [],
-    'data.vocab_size': 10_000,  # read by the word and bpe tokenizers only, which came with it
-}
 
 
 def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
@@ -74,7 +66,7 @@ def _as_config_value(default: Any) -> Any:
 def check_config_change(saved: dict[str, Any], config: ConfigDict, workdir: str) -> None:
   """Logs the safe differences between `saved` (config.json) and `config`; refuses the others."""
   new = _flatten(config.to_dict())
-  defaults = {**ADDED_FIELDS, **_model_defaults(config.model.name)}
+  defaults = {**files.ADDED_FIELDS, **_model_defaults(config.model.name)}
   old = {**{k: v for k, v in defaults.items() if k in new}, **_flatten(saved)}
   missing = object()
   changed = {k: (old.get(k, missing), new.get(k, missing)) for k in sorted(old.keys() | new.keys())
