@@ -1,7 +1,7 @@
-"""One writer per workdir: an advisory `flock` on `workdir/.lock` that names its holder.
+"""Advisory `flock`s: one writer per workdir, and the claims of sweep workers.
 
 The kernel releases a flock when its process dies, however it dies (SIGKILL included), so a
-lock left behind by a dead run is simply taken; only a live holder makes a second run refuse.
+lock left behind by a dead process is simply taken; only a live holder keeps others out.
 flock is reliable on local disks; on some network filesystems it is not enforced.
 """
 
@@ -15,34 +15,61 @@ from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.run import files
 
 
-class WorkdirLock:
-  """Context manager holding the lock of `workdir` (which must exist)."""
+class Flock:
+  """An exclusive flock on `path` (created if missing); a context manager that waits for it."""
 
-  def __init__(self, workdir: str):
-    self.path = os.path.join(workdir, files.LOCK)
-    self._fd: int | None = None
+  def __init__(self, path: str):
+    self.path = path
+    self.fd: int | None = None
 
-  def __enter__(self) -> 'WorkdirLock':
+  def acquire(self, blocking: bool = True) -> bool:
+    """Takes the lock; with `blocking` False, returns False at once if a live process holds it."""
     fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
     except BlockingIOError:
-      holder = os.read(fd, 200).decode('utf-8', 'replace').strip() or 'another process'
       os.close(fd)
+      return False
+    self.fd = fd
+    return True
+
+  def release(self) -> None:
+    if self.fd is not None:
+      fcntl.flock(self.fd, fcntl.LOCK_UN)
+      os.close(self.fd)
+      self.fd = None
+
+  def __enter__(self) -> 'Flock':
+    self.acquire()
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.release()
+
+
+class WorkdirLock:
+  """Context manager holding the lock of `workdir` (which must exist); the file names its holder."""
+
+  def __init__(self, workdir: str):
+    self._lock = Flock(os.path.join(workdir, files.LOCK))
+    self.path = self._lock.path
+
+  def __enter__(self) -> 'WorkdirLock':
+    if not self._lock.acquire(blocking=False):
+      with open(self.path, encoding='utf-8', errors='replace') as f:
+        holder = f.read(200).strip() or 'another process'
       raise UserInputError(f'is in use by {holder}; wait for that run to end (or stop it), or '
                            'choose another workdir', subject='workdir',
-                           value=os.path.dirname(self.path)) from None
+                           value=os.path.dirname(self.path))
+    fd = self._lock.fd
     previous = os.read(fd, 200).decode('utf-8', 'replace').strip()
     if previous:
       logging.info('Taking over the lock of %s, which is no longer running.', previous)
     os.ftruncate(fd, 0)
     os.pwrite(fd, f'process {os.getpid()} on {socket.gethostname()}\n'.encode(), 0)
-    self._fd = fd
     return self
 
   def __exit__(self, *exc_info) -> None:
     # Emptied on a clean exit; after a kill the name stays, for the takeover message.
-    os.ftruncate(self._fd, 0)
-    fcntl.flock(self._fd, fcntl.LOCK_UN)
-    os.close(self._fd)
-    self._fd = None
+    os.ftruncate(self._lock.fd, 0)
+    self._lock.release()

@@ -17,7 +17,6 @@ bug is FAIL without that reason, does not count, and the exception ends the proc
 """
 
 import dataclasses
-import fcntl
 import os
 from typing import Callable
 
@@ -26,42 +25,12 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from bigmodel_jax.errors import Preempted
+from bigmodel_jax.run import lock
 from bigmodel_jax.search import space as space_lib
 from bigmodel_jax.search import trial as trial_lib
 
 SWEEP_LOCK = '.sweep.lock'
 TrialState = optuna.trial.TrialState
-
-
-class _Flock:
-  """An exclusive flock on `path` (created if missing), released on exit or when the process dies."""
-
-  def __init__(self, path: str):
-    self.path = path
-    self._fd: int | None = None
-
-  def acquire(self, blocking: bool = True) -> bool:
-    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-    except BlockingIOError:
-      os.close(fd)
-      return False
-    self._fd = fd
-    return True
-
-  def release(self) -> None:
-    if self._fd is not None:
-      fcntl.flock(self._fd, fcntl.LOCK_UN)
-      os.close(self._fd)
-      self._fd = None
-
-  def __enter__(self) -> '_Flock':
-    self.acquire()
-    return self
-
-  def __exit__(self, *exc_info) -> None:
-    self.release()
 
 
 def claim_path(sweepdir: str, number: int) -> str:
@@ -86,10 +55,10 @@ class Sweep:
   def finished(self) -> int:
     return sum(counts(t) for t in self.study.get_trials(deepcopy=False))
 
-  def _claim_next(self) -> tuple[optuna.Trial, _Flock, bool] | None:
+  def _claim_next(self) -> tuple[optuna.Trial, lock.Flock, bool] | None:
     """The next trial for this process, with its claim held: (trial, claim, resumed)."""
     os.makedirs(os.path.join(self.sweepdir, trial_lib.TRIALS), exist_ok=True)
-    with _Flock(os.path.join(self.sweepdir, SWEEP_LOCK)):
+    with lock.Flock(os.path.join(self.sweepdir, SWEEP_LOCK)):
       trials = self.study.get_trials(deepcopy=False)
       finished = sum(counts(t) for t in trials)
       if finished >= self.num_trials:
@@ -99,7 +68,7 @@ class Sweep:
         if frozen.state != TrialState.RUNNING:
           continue
         path = claim_path(self.sweepdir, frozen.number)
-        claim = _Flock(path)
+        claim = lock.Flock(path)
         if not os.path.exists(path) or not claim.acquire(blocking=False):
           live += 1  # run by a live process (here or on a host with another sweep directory)
           continue
@@ -112,7 +81,7 @@ class Sweep:
       if finished + live >= self.num_trials:
         return None  # the live processes are running the rest
       trial = self.study.ask()
-      claim = _Flock(claim_path(self.sweepdir, trial.number))
+      claim = lock.Flock(claim_path(self.sweepdir, trial.number))
       claim.acquire()
       return trial, claim, False
 
