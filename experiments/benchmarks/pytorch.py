@@ -169,7 +169,8 @@ def main(argv):
   torch.manual_seed(0)
   print(f'jax {jax.__version__} ({jax.default_backend()}) vs torch {torch.__version__} eager, '
         f'{threads} threads each; float32, AdamW; median of {_ROUNDS.value} alternating blocks '
-        f'of {_STEPS.value} steps; malloc: {allocator.in_use()}')
+        f'of {_STEPS.value} steps; XLA_FLAGS: {os.environ.get("XLA_FLAGS") or "none"}; '
+        f'malloc: {allocator.in_use()}')
   builders = {'gpt': _gpt, 'cnn': _cnn}
   pairs = {}
   for name in _MODELS.value:

@@ -11,6 +11,7 @@ the spot (cost.matmul_ceiling_flops_per_second).
 """
 
 import importlib
+import os
 import time
 
 from absl import flags
@@ -100,7 +101,7 @@ def main(argv):
     jax.config.update('jax_num_cpu_devices', _FAKE_DEVICES.value)
   print(f'{jax.device_count()} x {jax.devices()[0].device_kind} '
         f'({jax.default_backend()}), {_STEPS.value} timed steps after {_WARMUP.value} warm-up; '
-        f'malloc: {allocator.in_use()}')
+        f'XLA_FLAGS: {os.environ.get("XLA_FLAGS") or "none"}; malloc: {allocator.in_use()}')
   rows = [benchmark(m, s) for m in _MODELS.value for s in _STRATEGY_LIST.value]
   columns = list(rows[0])
   table = [columns] + [[_cell(row[c]) for c in columns] for row in rows]
