@@ -9,7 +9,7 @@
 
 quantize  int8 post-training quantization (qwix; activation scales calibrated on
           --calibration_batches training batches, 0: measured per call): OUTPUT is an exported
-          artifact whose model.bin stores int8 weights (serve or predict it with --exported).
+          artifact whose weights.bin stores int8 weights (serve or predict it with --exported).
 qat       quantization-aware fine-tuning for --steps: OUTPUT is a run (evaluate, predict,
           export take it) and OUTPUT/int8 its int8 artifact.
 prune     magnitude pruning of every kernel to --sparsity (gradually over the first half of
@@ -20,8 +20,9 @@ distill   a student (--model/--config, as for experiments.train) trained on --wo
           scratch, for the same steps, goes to OUTPUT-scratch for the comparison.
 
 The table (Markdown, also in OUTPUT/compression.json) compares the exported original with the
-result: bytes of model.bin (and gzipped), parameters (all and non-zero), test accuracy and loss,
-and CPU latency of one call on a batch of 1 and of 64.
+result: bytes of the artifact (model.bin, the program, and weights.bin; pruned kernels are stored
+as a bitmask and their non-zero values) and of its weights alone, parameters (all and non-zero),
+test accuracy and loss, and CPU latency of one call on a batch of 1 and of 64.
 """
 
 import dataclasses
