@@ -66,8 +66,11 @@ _ALPHA = flags.DEFINE_float('alpha', 0.5, 'distill: weight of the soft (teacher)
 _REPEATS = flags.DEFINE_integer('repeats', 50, 'Timed calls per latency figure.', lower_bound=1)
 
 
-def _fine_tune_config(config, steps: int, learning_rate: float):
-  config = config.copy_and_resolve_references()
+def _fine_tune_config(original: trained_lib.Trained, steps: int, learning_rate: float):
+  """The original run's config, started from all its parameters at the measured step."""
+  config = original.config.copy_and_resolve_references()
+  config.init.workdir = f'{os.path.abspath(original.run.workdir)}:{original.step}'
+  config.init.include = config.init.exclude = ()
   config.num_steps = steps
   config.optimizer.learning_rate = learning_rate
   config.optimizer.warmup_steps = min(config.optimizer.warmup_steps, steps // 10)
@@ -112,9 +115,9 @@ def _quantize(original, output, scratch, test):
 
 
 def _fine_tune(original, output, parts_change):
-  config = _fine_tune_config(original.config, _STEPS.value, _LEARNING_RATE.value)
+  config = _fine_tune_config(original, _STEPS.value, _LEARNING_RATE.value)
   parts = loop.build_run(config)
-  parts = dataclasses.replace(parts, init_params=original.params, **parts_change(parts))
+  parts = dataclasses.replace(parts, **parts_change(parts))
   loop.train_and_evaluate(config, output, parts=parts)
   return trained_lib.load_trained(output)
 

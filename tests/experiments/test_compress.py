@@ -60,6 +60,8 @@ def test_prune_reaches_the_target_exactly_and_evaluate_reads_the_run(mlp_workdir
   output = str(tmp_path / 'pruned')
   report = compress(mlp_workdir, output, '--method=prune', '--sparsity=0.75', '--steps=10')
   assert report['settings']['measured_sparsity'] == 0.75
+  with open(os.path.join(output, 'config.json'), encoding='utf-8') as f:  # started from 40
+    assert json.load(f)['init']['workdir'] == f'{os.path.abspath(mlp_workdir)}:40'
   original, pruned = report['rows']
   assert (pruned['params'], pruned['nonzero']) == (original['params'], (1024 + 160) // 4 + 26)
   # Each pruned kernel is stored as a bitmask and its non-zero values; the biases dense.
