@@ -80,3 +80,27 @@ def test_bad_settings_exit_2_with_one_line(mlp_workdir, tmp_path, args, message)
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1].startswith(f'error: {message}')
   assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.slow  # four short trainings in a subprocess
+def test_distill_with_seeds_trains_pairs_on_the_teachers_splits(mlp_workdir, tmp_path):
+  output = str(tmp_path / 'student')
+  report = compress(mlp_workdir, output, '--method=distill', '--seeds=2',
+                    '--config.model.hidden_sizes=(8,)', '--config.num_steps=20',
+                    '--config.eval_every=20', '--config.seed=3')
+  runs = {f'student {kind}, seed {seed}': path
+          for seed, suffix in ((3, ''), (4, '-seed4'))
+          for kind, path in (('from scratch', f'{output}{suffix}-scratch'),
+                             ('distilled', f'{output}{suffix}'))}
+  assert report['settings']['runs'] == runs
+  assert [row['model'] for row in report['rows']] == ['original (mlp)', *runs]
+  for name, path in runs.items():
+    with open(os.path.join(path, 'config.json'), encoding='utf-8') as f:
+      config = json.load(f)
+    # The teacher (seed 0) split the data: the students' test split is the one it never saw.
+    assert (config['seed'], config['data']['split_seed']) == (int(name[-1]), 0)
+  distilled = report['rows'][2::2]
+  spread = report['settings']['test']['distilled']['accuracy']
+  assert spread['values'] == [row['accuracy'] for row in distilled]
+  assert spread['mean'] == pytest.approx(np.mean(spread['values']))
+  assert spread['std'] == pytest.approx(np.std(spread['values'], ddof=1))
