@@ -9,19 +9,22 @@
 
 quantize  int8 post-training quantization (qwix; activation scales calibrated on
           --calibration_batches training batches, 0: measured per call): OUTPUT is an exported
-          artifact whose model.bin stores int8 weights (serve or predict it with --exported).
+          artifact whose weights.bin stores int8 weights (serve or predict it with --exported).
 qat       quantization-aware fine-tuning for --steps: OUTPUT is a run (evaluate, predict,
           export take it) and OUTPUT/int8 its int8 artifact.
 prune     magnitude pruning of every kernel to --sparsity (gradually over the first half of
           --steps, then fine-tuned with the mask frozen; --schedule=oneshot prunes at once;
           --nm=2:4 keeps 2 of every 4 inputs): OUTPUT is a run.
 distill   a student (--model/--config, as for experiments.train) trained on --workdir's data
-          with the teacher --workdir's softened logits: OUTPUT is a run; the same student from
-          scratch, for the same steps, goes to OUTPUT-scratch for the comparison.
+          (its splits) with the teacher --workdir's softened logits: OUTPUT is a run; the same
+          student from scratch, for the same steps, goes to OUTPUT-scratch for the comparison.
+          With --seeds=N, N such pairs (seeds config.seed + 0..N-1; the further ones in
+          OUTPUT-seedS and OUTPUT-seedS-scratch) and the mean and spread of their test metrics.
 
 The table (Markdown, also in OUTPUT/compression.json) compares the exported original with the
-result: bytes of model.bin (and gzipped), parameters (all and non-zero), test accuracy and loss,
-and CPU latency of one call on a batch of 1 and of 64.
+result: bytes of the artifact (model.bin, the program, and weights.bin; pruned kernels are stored
+as a bitmask and their non-zero values) and of its weights alone, parameters (all and non-zero),
+test accuracy and loss, and CPU latency of one call on a batch of 1 and of 64.
 """
 
 import dataclasses
@@ -30,6 +33,7 @@ import os
 import tempfile
 from typing import Any
 
+import numpy as np
 import optax
 from absl import flags
 
@@ -62,11 +66,18 @@ _MODEL = flags.DEFINE_string('model', 'mlp', 'distill: the student\'s family; pi
                              'experiments/configs/<model>.py as --config.')
 _TEMPERATURE = flags.DEFINE_float('temperature', 2.0, 'distill: softmax temperature T.')
 _ALPHA = flags.DEFINE_float('alpha', 0.5, 'distill: weight of the soft (teacher) loss.')
+_SEEDS = flags.DEFINE_integer(
+    'seeds', 1, 'distill: train the student from scratch and distilled with each of this many '
+    'seeds (config.seed, config.seed + 1, ...); the settings give the mean and spread.',
+    lower_bound=1)
 _REPEATS = flags.DEFINE_integer('repeats', 50, 'Timed calls per latency figure.', lower_bound=1)
 
 
-def _fine_tune_config(config, steps: int, learning_rate: float):
-  config = config.copy_and_resolve_references()
+def _fine_tune_config(original: trained_lib.Trained, steps: int, learning_rate: float):
+  """The original run's config, started from all its parameters at the measured step."""
+  config = original.config.copy_and_resolve_references()
+  config.init.workdir = f'{os.path.abspath(original.run.workdir)}:{original.step}'
+  config.init.include = config.init.exclude = ()
   config.num_steps = steps
   config.optimizer.learning_rate = learning_rate
   config.optimizer.warmup_steps = min(config.optimizer.warmup_steps, steps // 10)
@@ -111,9 +122,9 @@ def _quantize(original, output, scratch, test):
 
 
 def _fine_tune(original, output, parts_change):
-  config = _fine_tune_config(original.config, _STEPS.value, _LEARNING_RATE.value)
+  config = _fine_tune_config(original, _STEPS.value, _LEARNING_RATE.value)
   parts = loop.build_run(config)
-  parts = dataclasses.replace(parts, init_params=original.params, **parts_change(parts))
+  parts = dataclasses.replace(parts, **parts_change(parts))
   loop.train_and_evaluate(config, output, parts=parts)
   return trained_lib.load_trained(output)
 
@@ -157,23 +168,50 @@ def _prune(original, output, scratch, test):
                original.config.loss)], settings
 
 
-def _distill(teacher, output, scratch, test):
+def _student_configs(teacher: trained_lib.Trained):
+  """The student's config for each of --seeds seeds, all on the teacher's splits (the teacher
+  never saw their test split), with config.seed, config.seed + 1, ..."""
   config = flags.FLAGS.config
-  config.data = teacher.config.data
-  config.seed = teacher.config.seed  # the teacher's splits: it never saw the test split
-  parts = loop.build_run(config)
-  distill.check_compatible(teacher.spec, parts.dataset.spec, teacher.run.workdir)
-  task = distill.Distillation(parts.task, teacher.model, teacher.params,
-                              temperature=_TEMPERATURE.value, alpha=_ALPHA.value)
-  loop.train_and_evaluate(config, f'{output}-scratch')
-  loop.train_and_evaluate(config, output, parts=dataclasses.replace(parts, task=task))
-  settings = {'student': config.model.to_dict(), 'steps': config.num_steps,
+  config.data = teacher.config.data.copy_and_resolve_references()
+  if config.data.split_seed is None:
+    config.data.split_seed = teacher.config.seed
+  configs = []
+  for offset in range(_SEEDS.value):
+    seeded = config.copy_and_resolve_references()
+    seeded.seed = config.seed + offset
+    configs.append(seeded)
+  return configs
+
+
+def _spread(rows: list[dict[str, Any]]) -> dict[str, Any]:
+  """Mean, sample standard deviation and values of the rows' test accuracy and loss."""
+  return {key: {'mean': float(np.mean(values)),
+                'std': float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                'values': values}
+          for key in ('accuracy', 'loss') for values in [[row[key] for row in rows]]}
+
+
+def _distill(teacher, output, scratch, test):
+  configs = _student_configs(teacher)
+  settings = {'student': configs[0].model.to_dict(), 'steps': configs[0].num_steps,
               'temperature': _TEMPERATURE.value, 'alpha': _ALPHA.value,
-              'scratch': f'{output}-scratch'}
-  rows = [_row(name, trained_lib.load_trained(workdir), os.path.join(scratch, name), test,
-               config.loss)
-          for name, workdir in (('student from scratch', f'{output}-scratch'),
-                                ('student distilled', output))]
+              'seeds': [config.seed for config in configs]}
+  runs = []
+  for i, config in enumerate(configs):
+    parts = loop.build_run(config)
+    distill.check_compatible(teacher.spec, parts.dataset.spec, teacher.run.workdir)
+    task = distill.Distillation(parts.task, teacher.model, teacher.params,
+                                temperature=_TEMPERATURE.value, alpha=_ALPHA.value)
+    distilled = output if i == 0 else f'{output}-seed{config.seed}'
+    loop.train_and_evaluate(config, f'{distilled}-scratch', parts=parts)
+    loop.train_and_evaluate(config, distilled, parts=dataclasses.replace(parts, task=task))
+    runs += [(f'student from scratch, seed {config.seed}', f'{distilled}-scratch'),
+             (f'student distilled, seed {config.seed}', distilled)]
+  rows = [_row(name, trained_lib.load_trained(workdir), os.path.join(scratch, str(i)), test,
+               configs[0].loss)
+          for i, (name, workdir) in enumerate(runs)]
+  settings['runs'] = dict(runs)
+  settings['test'] = {'from scratch': _spread(rows[0::2]), 'distilled': _spread(rows[1::2])}
   return rows, settings
 
 

@@ -1,6 +1,7 @@
 """Write a serving artifact of a trained run: `python -m experiments.export --workdir=... --output=DIR`.
 
-DIR gets model.bin (serialized StableHLO with the weights, any batch size) and metadata.json.
+DIR gets model.bin (serialized StableHLO, any batch size), weights.bin (its weights) and
+metadata.json.
 A LoRA run is exported with its adapters merged into the base weights.
 Run it without this project's model code:
 

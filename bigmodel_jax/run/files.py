@@ -41,6 +41,7 @@ ADDED_FIELDS = {
     'init.workdir': None, 'init.include': [], 'init.exclude': [],
     'optimizer.freeze': [], 'optimizer.lr_multipliers': [],
     'data.vocab_size': 10_000,  # read by the word and bpe tokenizers only, which came with it
+    'data.split_seed': None,  # config.seed's splits
 }
 # Added fields without such a value: an older run is read with it (its test split does not
 # depend on it), but not resumed.

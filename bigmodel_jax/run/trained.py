@@ -17,12 +17,15 @@ from bigmodel_jax.run import files
 
 
 def load_dataset(config: ConfigDict) -> data.Dataset:
-  """The dataset that a run's `config.data` names, split with `config.seed`."""
+  """The dataset that a run's `config.data` names, split with `config.data.split_seed` (None:
+  `config.seed`)."""
+  split_seed = config.data.split_seed
   return data.load_dataset(config.data.name, data_dir=config.data.data_dir,
                            seq_len=config.data.seq_len, tokenizer=config.data.tokenizer,
                            vocab_size=config.data.vocab_size,
                            target=config.data.target, test_fraction=config.data.test_fraction,
-                           validation_fraction=config.data.validation_fraction, seed=config.seed)
+                           validation_fraction=config.data.validation_fraction,
+                           seed=config.seed if split_seed is None else split_seed)
 
 
 @dataclasses.dataclass(frozen=True)

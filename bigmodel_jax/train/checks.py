@@ -42,6 +42,10 @@ def validate_config(config: ConfigDict) -> None:
       raise UserInputError(f'config.{field} must be a positive integer, got {value!r}')
   if not _is_int(config.seed) or config.seed < 0:
     raise UserInputError(f'config.seed must be a non-negative integer, got {config.seed!r}')
+  split_seed = config.data.split_seed
+  if split_seed is not None and (not _is_int(split_seed) or split_seed < 0):
+    raise UserInputError('config.data.split_seed must be None (config.seed) or a non-negative '
+                         f'integer, got {split_seed!r}')
   for field in _FRACTIONS:
     value = _field(config, field)
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 < value < 1:

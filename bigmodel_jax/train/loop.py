@@ -96,8 +96,6 @@ class RunParts:
   schedule: optax.Schedule
   strategy: strategies.Strategy
   dp: dp_budget.DpPlan | None = None  # DP-SGD (config.dp.enabled)
-  # Fine-tuning (compression methods): start from these params instead of the seed's.
-  init_params: Any = None
 
   @property
   def num_steps(self) -> int:
@@ -116,11 +114,8 @@ class RunParts:
 
   def init(self) -> TrainState:
     """A fresh train state from the config's seed (wrap in the strategy to place it)."""
-    state = create_train_state(self.model, self.tx, self.dataset.spec.example_inputs(),
-                               self.config.seed)
-    if self.init_params is None:
-      return state
-    return state.replace(params=self.init_params, opt_state=self.tx.init(self.init_params))
+    return create_train_state(self.model, self.tx, self.dataset.spec.example_inputs(),
+                              self.config.seed)
 
   def compile_train_step(self, state: TrainState, batch: dict[str, jax.Array]
                          ) -> jax.stages.Compiled:
@@ -205,7 +200,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
   Rerunning with the same workdir resumes from its newest intact checkpoint; a run that already
   reached `config.num_steps` returns its saved summary with `already_finished` set. `hooks` run
   after the run's own (e.g. the entry point's progress bar). `parts` are `build_run(config)`
-  unless given: compression methods hand in a changed task, optimizer, model or initial params.
+  unless given: compression methods hand in a changed task, optimizer or model (and start from
+  the original run's parameters through `config.init.workdir`).
 
   Raises:
     UserInputError: bad config or data, a workdir in use by a live run, or a config change that

@@ -20,6 +20,9 @@ def get_base_config() -> config_dict.ConfigDict:
   config.data.target = config_dict.placeholder(str)    # csv: the target column
   config.data.test_fraction = 0.2      # embedded and csv sets: held-out test share
   config.data.validation_fraction = 0.1  # the validation share (see README, Datasets)
+  # Seed of the random splits (None: config.seed). Set it to vary config.seed (initialisation,
+  # shuffling, dropout) over one split, e.g. to compare runs on a test set none of them saw.
+  config.data.split_seed = config_dict.placeholder(int)
 
   # Start from another run's parameters (README, Reuse) where this workdir has no checkpoint
   # yet: 'WORKDIR' (its newest intact step) or 'WORKDIR:STEP'. include/exclude: regexes over

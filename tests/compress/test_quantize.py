@@ -54,10 +54,16 @@ def test_the_int8_artifact_stores_int8_weights(spec, tmp_path):
                                          [_inputs(spec)])
   export.export_model(model, params, spec, str(tmp_path / 'f32'))
   export.export_model(quantized, qparams, spec, str(tmp_path / 'int8'))
-  sizes = [os.path.getsize(tmp_path / name / serving.MODEL_FILE) for name in ('f32', 'int8')]
-  assert sizes[0] / sizes[1] > 3.5
+  sizes = [os.path.getsize(tmp_path / name / serving.WEIGHTS_FILE) for name in ('f32', 'int8')]
+  # 84,480 kernel weights; 522 biases, all zero at initialisation, so stored as bare bitmasks
+  # (32 + 32 + 2 bytes); int8 adds a float32 scale per output channel (522) and one per layer
+  # input (3, the calibrated activation scales).
+  biases = 32 + 32 + 2
+  assert sizes == [4 * 84_480 + biases, 84_480 + biases + 4 * (522 + 3)]
+  assert sizes[0] / sizes[1] > 3.8
   assert report.count_params(qparams)[0] == report.count_params(params)[0]
-  run, _ = serving.load_exported(str(tmp_path / 'int8'))
+  run, artifact = serving.load_exported(str(tmp_path / 'int8'))
+  assert [w['dtype'] for w in artifact['weights'] if w['name'].endswith('qvalue')] == ['int8'] * 3
   inputs = np.asarray(_inputs(spec, 3))
   np.testing.assert_allclose(run(inputs), jax.jit(quantized.apply)({'params': qparams}, inputs),
                              rtol=1e-5, atol=1e-5)

@@ -33,7 +33,7 @@ def compress(workdir: str, output: str, *args: str) -> dict:
   with open(os.path.join(output, 'compression.json'), encoding='utf-8') as f:
     report = json.load(f)
   table = result.stdout.strip().splitlines()[-len(report['rows']) - 2:]
-  assert table[0].startswith('| model | bytes | gzip_bytes | params | nonzero | accuracy |')
+  assert table[0].startswith('| model | bytes | weights_bytes | params | nonzero | accuracy |')
   return report
 
 
@@ -43,8 +43,10 @@ def test_quantize_writes_a_smaller_int8_artifact_that_predict_serves(mlp_workdir
   original, int8 = report['rows']
   assert original['model'] == 'original (mlp)' and int8['model'] == 'int8 (PTQ)'
   assert int8['params'] == original['params'] == 64 * 16 + 16 + 16 * 10 + 10
-  # int8 weights save 3 bytes a weight; the quantizing program (~6 kB) is a fixed cost that
-  # dominates at this size (test_quantize checks the ratio on a larger model).
+  # int8 kernels save 3 bytes a weight, less the float32 scale of each output channel (and
+  # of each layer's input): 4 * 1210 bytes against 1184 + 4 * (26 + 26 + 2). The program is a
+  # fixed cost of a few kB that dominates at this size.
+  assert original['weights_bytes'] / int8['weights_bytes'] > 3.4
   assert int8['bytes'] < original['bytes']
   assert abs(int8['accuracy'] - original['accuracy']) < 0.05
   assert all(row['ms_batch_1'] > 0 and row['ms_batch_64'] > 0 for row in report['rows'])
@@ -58,8 +60,12 @@ def test_prune_reaches_the_target_exactly_and_evaluate_reads_the_run(mlp_workdir
   output = str(tmp_path / 'pruned')
   report = compress(mlp_workdir, output, '--method=prune', '--sparsity=0.75', '--steps=10')
   assert report['settings']['measured_sparsity'] == 0.75
+  with open(os.path.join(output, 'config.json'), encoding='utf-8') as f:  # started from 40
+    assert json.load(f)['init']['workdir'] == f'{os.path.abspath(mlp_workdir)}:40'
   original, pruned = report['rows']
   assert (pruned['params'], pruned['nonzero']) == (original['params'], (1024 + 160) // 4 + 26)
+  # Each pruned kernel is stored as a bitmask and its non-zero values; the biases dense.
+  assert pruned['weights_bytes'] == (1024 // 8 + 256 * 4) + (160 // 8 + 40 * 4) + 26 * 4
   result = run('evaluate', f'--workdir={output}', '--split=test')
   assert json.loads(result.stdout)['metrics']['accuracy'] == pytest.approx(pruned['accuracy'])
 
@@ -74,3 +80,27 @@ def test_bad_settings_exit_2_with_one_line(mlp_workdir, tmp_path, args, message)
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1].startswith(f'error: {message}')
   assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.slow  # four short trainings in a subprocess
+def test_distill_with_seeds_trains_pairs_on_the_teachers_splits(mlp_workdir, tmp_path):
+  output = str(tmp_path / 'student')
+  report = compress(mlp_workdir, output, '--method=distill', '--seeds=2',
+                    '--config.model.hidden_sizes=(8,)', '--config.num_steps=20',
+                    '--config.eval_every=20', '--config.seed=3')
+  runs = {f'student {kind}, seed {seed}': path
+          for seed, suffix in ((3, ''), (4, '-seed4'))
+          for kind, path in (('from scratch', f'{output}{suffix}-scratch'),
+                             ('distilled', f'{output}{suffix}'))}
+  assert report['settings']['runs'] == runs
+  assert [row['model'] for row in report['rows']] == ['original (mlp)', *runs]
+  for name, path in runs.items():
+    with open(os.path.join(path, 'config.json'), encoding='utf-8') as f:
+      config = json.load(f)
+    # The teacher (seed 0) split the data: the students' test split is the one it never saw.
+    assert (config['seed'], config['data']['split_seed']) == (int(name[-1]), 0)
+  distilled = report['rows'][2::2]
+  spread = report['settings']['test']['distilled']['accuracy']
+  assert spread['values'] == [row['accuracy'] for row in distilled]
+  assert spread['mean'] == pytest.approx(np.mean(spread['values']))
+  assert spread['std'] == pytest.approx(np.std(spread['values'], ddof=1))

@@ -18,6 +18,7 @@ from bigmodel_jax.data.spec import DataSpec, Normalization
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.infer import export
 from bigmodel_jax.infer import serving
+from bigmodel_jax.infer import weights_file
 from experiments import cli
 from conftest import REPO
 
@@ -99,17 +100,18 @@ def test_artifact_runs_in_a_process_without_the_model_code(exported, tmp_path):
 def test_metadata_has_the_input_spec_and_what_inputs_need(exported):
   directory, expected = exported['transformer_classifier']
   run, metadata = serving.load_exported(directory)
-  assert metadata['format'] == export.FORMAT
+  assert metadata['format'] == serving.FORMAT
   assert metadata['model'] == 'transformer_classifier' and metadata['step'] == 5
   assert metadata['input']['shape'] == ['batch', 10] and metadata['input']['dtype'] == 'int32'
   assert metadata['output']['shape'] == ['batch', 3]
   assert metadata['dataset']['tokenizer'] == {'type': 'char', 'vocab': ' abcde'}
   assert metadata['dataset']['class_names'] == ['comedy', 'history', 'tragedy']
   assert 'token ids' in metadata['input']['preparation']
-  # The run's whole DataSpec travels with the artifact, and model.bin's checksum.
+  # The run's whole DataSpec travels with the artifact, and the checksums of both files.
   assert DataSpec.from_json(metadata['dataset']) == CASES['transformer_classifier'][1]
-  with open(os.path.join(directory, serving.MODEL_FILE), 'rb') as f:
-    assert metadata['model_sha256'] == hashlib.sha256(f.read()).hexdigest()
+  for name, key in ((serving.MODEL_FILE, 'model_sha256'), (serving.WEIGHTS_FILE, 'weights_sha256')):
+    with open(os.path.join(directory, name), 'rb') as f:
+      assert metadata[key] == hashlib.sha256(f.read()).hexdigest()
   mlp_metadata = serving.load_exported(exported['mlp'][0])[1]
   assert mlp_metadata['dataset']['normalization']['std'] == [2.0] * 3
   assert DataSpec.from_json(mlp_metadata['dataset']) == CASES['mlp'][1]
@@ -157,10 +159,11 @@ def _damage_error(directory, damaged_file):
   return error.value
 
 
+@pytest.mark.parametrize('damaged_file', [serving.MODEL_FILE, serving.WEIGHTS_FILE])
 @pytest.mark.parametrize('damage', ['truncated', 'altered', 'empty'])
-def test_a_damaged_model_bin_is_refused(exported, tmp_path, damage):
+def test_a_damaged_model_or_weights_file_is_refused(exported, tmp_path, damage, damaged_file):
   directory = _copy(exported, tmp_path)
-  path = os.path.join(directory, serving.MODEL_FILE)
+  path = os.path.join(directory, damaged_file)
   with open(path, 'rb') as f:
     serialized = f.read()
   if damage == 'truncated':
@@ -172,7 +175,7 @@ def test_a_damaged_model_bin_is_refused(exported, tmp_path, damage):
     serialized = b''
   with open(path, 'wb') as f:
     f.write(serialized)
-  error = _damage_error(directory, serving.MODEL_FILE)
+  error = _damage_error(directory, damaged_file)
   assert f'({len(serialized)} bytes) does not match the SHA-256 recorded at export' in str(error)
   assert 'python -m experiments.export' in str(error)
 
@@ -183,6 +186,7 @@ def test_a_damaged_model_bin_is_refused(exported, tmp_path, damage):
     b'\xff\xfe not text',                                # not UTF-8
     b'["model.bin"]',                                    # not an object
     b'{"format": "bigmodel_jax.export/1"}',              # an older export: no checksum
+    b'{"format": "bigmodel_jax.export/9"}',              # a newer one
 ])
 def test_a_damaged_metadata_json_is_refused(exported, tmp_path, content):
   directory = _copy(exported, tmp_path)
@@ -202,3 +206,67 @@ def test_an_altered_checksum_is_refused(exported, tmp_path):
   with open(path, 'w', encoding='utf-8') as f:
     json.dump(metadata, f)
   _damage_error(directory, serving.MODEL_FILE)
+
+
+def test_an_index_that_does_not_describe_the_weights_is_refused(exported, tmp_path):
+  directory = _copy(exported, tmp_path)
+  path = os.path.join(directory, serving.METADATA_FILE)
+  with open(path, encoding='utf-8') as f:
+    metadata = json.load(f)
+  metadata['weights'][0]['shape'] = [4, 4]  # 16 values in the bytes of the 8 it has
+  with open(path, 'w', encoding='utf-8') as f:
+    json.dump(metadata, f)
+  error = _damage_error(directory, serving.METADATA_FILE)
+  assert "['Dense_0']['bias']" in str(error)
+
+
+def test_a_missing_weights_file_is_a_user_error(exported, tmp_path):
+  directory = _copy(exported, tmp_path)
+  os.remove(os.path.join(directory, serving.WEIGHTS_FILE))
+  with pytest.raises(UserInputError, match=r'no exported model here \(missing weights.bin\)'):
+    serving.load_exported(directory)
+
+
+def test_the_weights_are_stored_once_outside_the_program(exported):
+  """weights.bin holds the weights (the all-zero initial biases as bare bitmasks); model.bin has
+  no copy of them."""
+  directory, _ = exported['cnn']
+  model, _ = CASES['cnn']
+  params = jax.jit(model.init)(jax.random.key(0), jnp.asarray(inputs('cnn', 1)))['params']
+  leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(params)]
+  metadata = serving.load_exported(directory)[1]
+  with open(os.path.join(directory, serving.WEIGHTS_FILE), 'rb') as f:
+    blob = f.read()
+  for got, expected in zip(weights_file.decode(blob, metadata['weights']), leaves, strict=True):
+    np.testing.assert_array_equal(got, expected)
+  biases = [leaf.size for leaf in leaves if leaf.ndim == 1]
+  assert len(blob) == sum(leaf.nbytes for leaf in leaves if leaf.ndim > 1) + sum(
+      -(-size // 8) for size in biases)
+  with open(os.path.join(directory, serving.MODEL_FILE), 'rb') as f:
+    program = f.read()
+  assert np.asarray(params['Dense_0']['kernel']).tobytes()[:64] not in program
+
+
+def test_an_artifact_of_the_previous_format_still_runs(exported, tmp_path):
+  """Format 2 baked the weights into model.bin as constants and had no weights.bin."""
+  model, spec = CASES['mlp']
+  params = jax.jit(model.init)(jax.random.key(0), jnp.asarray(inputs('mlp', 1)))['params']
+  forward = jax.jit(lambda x: model.apply({'params': params}, x))
+  shape = jax.export.symbolic_shape('batch, 3')
+  serialized = jax.export.export(forward, platforms=('cpu',))(
+      jax.ShapeDtypeStruct(shape, np.float32)).serialize()
+  directory = _copy(exported, tmp_path)
+  os.remove(os.path.join(directory, serving.WEIGHTS_FILE))
+  with open(os.path.join(directory, serving.MODEL_FILE), 'wb') as f:
+    f.write(serialized)
+  path = os.path.join(directory, serving.METADATA_FILE)
+  with open(path, encoding='utf-8') as f:
+    metadata = json.load(f)
+  for key in ('weights', 'weights_sha256'):
+    del metadata[key]
+  metadata.update(format='bigmodel_jax.export/2',
+                  model_sha256=hashlib.sha256(serialized).hexdigest())
+  with open(path, 'w', encoding='utf-8') as f:
+    json.dump(metadata, f)
+  run, _ = serving.load_exported(directory)
+  np.testing.assert_allclose(run(inputs('mlp', 3)), exported['mlp'][1][3], rtol=1e-5, atol=1e-6)

@@ -52,6 +52,8 @@ def test_the_mlp_config_passes():
      r'^config.data.test_fraction \+ config.data.validation_fraction must be below 1 \(some '
      r'examples must train\), got 0.6 \+ 0.4$'),
     ({'seed': -1}, r'^config.seed must be a non-negative integer, got -1$'),
+    ({'data.split_seed': -1}, r'^config.data.split_seed must be None \(config.seed\) or a '
+                              r'non-negative integer, got -1$'),
     ({'batch_size': 0}, r'^config.batch_size must be a positive integer, got 0$'),
     ({'batch_size': -4}, r'^config.batch_size must be a positive integer, got -4$'),
     ({'eval_batches': -1}, r'^config.eval_batches must be an integer >= 0 \(0 = the whole '
