@@ -16,13 +16,21 @@ from bigmodel_jax.run import checkpoint
 from bigmodel_jax.run import files
 
 
+def is_multitask(config: ConfigDict) -> bool:
+  """Whether the run trains several tasks at once (`config.tasks`, see data/multitask.py)."""
+  return bool(config.get('tasks'))
+
+
 def load_dataset(config: ConfigDict) -> data.Dataset:
-  """The dataset that a run's `config.data` names, split with `config.seed`."""
-  return data.load_dataset(config.data.name, data_dir=config.data.data_dir,
-                           seq_len=config.data.seq_len, tokenizer=config.data.tokenizer,
-                           vocab_size=config.data.vocab_size,
-                           target=config.data.target, test_fraction=config.data.test_fraction,
-                           validation_fraction=config.data.validation_fraction, seed=config.seed)
+  """The dataset that a run's `config.data` names (or the datasets of its `config.tasks`), split
+  with `config.seed`."""
+  options = dict(data_dir=config.data.data_dir, seq_len=config.data.seq_len,
+                 tokenizer=config.data.tokenizer, vocab_size=config.data.vocab_size,
+                 target=config.data.target, test_fraction=config.data.test_fraction,
+                 validation_fraction=config.data.validation_fraction, seed=config.seed)
+  if is_multitask(config):
+    return data.load_multitask(config.tasks.to_dict(), **options)
+  return data.load_dataset(config.data.name, **options)
 
 
 @dataclasses.dataclass(frozen=True)
