@@ -16,7 +16,7 @@ from bigmodel_jax.models.lstm import LSTMClassifier, LSTMConfig
 from bigmodel_jax.models.mlp import MLP, MLPConfig
 from bigmodel_jax.models.transformer import (
     HEADS, MultiTaskConfig, TransformerClassifier, TransformerConfig, TransformerLM,
-    TransformerMultiTask, stack_layers, unstack_layers)
+    TransformerMultiTask, is_scanned, stack_layers, unstack_layers)
 
 if TYPE_CHECKING:
   from bigmodel_jax.data import DataSpec

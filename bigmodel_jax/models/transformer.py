@@ -397,6 +397,11 @@ def init_cache(model: TransformerLM, batch_size: int) -> dict[str, Any]:
   return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
+def is_scanned(tree: dict[str, Any]) -> bool:
+  """Whether a params tree (or cache) of a transformer is in the scanned layout."""
+  return _SCANNED in tree
+
+
 def stack_layers(tree: dict[str, Any]) -> dict[str, Any]:
   """The scanned layout of a tree in the separate layout (params, a cache or intermediates).
 
