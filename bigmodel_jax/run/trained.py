@@ -76,9 +76,19 @@ def abstract_params(model: nn.Module, spec: DataSpec) -> Any:
       lambda: model.init(jax.random.PRNGKey(0), spec.example_inputs(), train=False))['params']
 
 
-def load_trained(workdir: str) -> Trained:
-  """The run in `workdir` with the parameters of its newest intact checkpoint."""
+def load_trained(workdir: str, *, allow_multitask: bool = False) -> Trained:
+  """The run in `workdir` with the parameters of its newest intact checkpoint.
+
+  A multi-task run (one output per task) is refused unless the caller handles one
+  (`allow_multitask`): the commands written for one output (predict, export, generate, explain,
+  attack, compress) then stop with one line instead of failing inside the model.
+  """
   run = load_run(workdir)
+  if run.spec.tasks and not allow_multitask:
+    raise UserInputError(
+        f'is a multi-task run (tasks {", ".join(t.name for t in run.spec.tasks)}); this command '
+        'works on runs of one task (python -m experiments.evaluate reports each task)',
+        subject='workdir', value=workdir)
   model = models.build_model(run.config.model, run.spec)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),

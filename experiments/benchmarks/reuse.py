@@ -122,8 +122,8 @@ def main(argv):
       logging.warning('seed %d: %s (%s)', seed, name, workdir)
       config = make(seed, _STEPS.value, seed_dir)
       train_and_evaluate(config, workdir)
-      test = evaluate_trained(trained_lib.load_trained(workdir), 'test',
-                              batch_size=config.batch_size)
+      trained = trained_lib.load_trained(workdir, allow_multitask=True)
+      test = evaluate_trained(trained, 'test', batch_size=config.batch_size)
       figures[name].append(_figures(test['metrics']))
     print(f'\nseed {seed}, {_STEPS.value} steps:\n'
           + _table({name: [values[-1]] for name, values in figures.items()}), flush=True)

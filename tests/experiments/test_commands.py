@@ -140,8 +140,12 @@ def test_multitask_train_and_evaluate_report_each_task(tmp_path):
   assert report['dataset'] == 'multitask' and set(report['examples']) == {'lm', 'genre'}
   for task in ('lm', 'genre'):
     assert report['metrics'][f'{task}/loss'] > 0
-  # The commands for one task's model refuse it in one line.
-  assert 'generation needs a language model' in error_line(run('generate', f'--workdir={tmp_path}'))
+  # The commands written for one output refuse it in one line.
+  for command in (['generate'], ['predict', '--text=To be'], ['export', f'--output={tmp_path}/x'],
+                  ['compress', '--method=quantize', f'--output={tmp_path}/q']):
+    assert error_line(run(command[0], f'--workdir={tmp_path}', *command[1:])) == (
+        f'error: --workdir={tmp_path}: is a multi-task run (tasks genre, lm); this command works '
+        'on runs of one task (python -m experiments.evaluate reports each task)')
 
 
 def test_generate_on_missing_workdir_exits_2(tmp_path):

@@ -275,7 +275,10 @@ def test_multitask_run_reports_each_task_and_resumes_to_identical_parameters(tmp
   for record in validation:  # both weights are 1
     assert math.isclose(record['loss'], record['lm/loss'] + record['genre/loss'], rel_tol=1e-6)
     assert 0 <= record['genre/accuracy'] <= 1 and record['lm/bits_per_char'] > 0
-  test = evaluate_trained(trained_lib.load_trained(str(tmp_path / 'straight')), 'test')
+  with pytest.raises(UserInputError, match='is a multi-task run .tasks genre, lm.; this command'):
+    trained_lib.load_trained(str(tmp_path / 'straight'))  # unless the caller handles one
+  test = evaluate_trained(
+      trained_lib.load_trained(str(tmp_path / 'straight'), allow_multitask=True), 'test')
   dataset = load_dataset(config)
   assert test['examples'] == {'genre': len(dataset.test['genre']), 'lm': len(dataset.test['lm'])}
   assert {'loss', 'lm/bits_per_char', 'genre/accuracy', 'genre/f1'} <= set(test['metrics'])
@@ -291,5 +294,6 @@ def test_multitask_run_reports_each_task_and_resumes_to_identical_parameters(tmp
     train_and_evaluate(config, str(tmp_path / 'resumed'),
                        hooks=(hooks.Callback(1, fn=crash_at_25),))
   train_and_evaluate(config, str(tmp_path / 'resumed'))
-  jax.tree.map(np.testing.assert_array_equal, _final_params(str(tmp_path / 'straight')),
-               _final_params(str(tmp_path / 'resumed')))
+  final = [trained_lib.load_trained(str(tmp_path / run), allow_multitask=True).params
+           for run in ('straight', 'resumed')]
+  jax.tree.map(np.testing.assert_array_equal, *final)
