@@ -1,23 +1,28 @@
 """The Reuse section's figures: multi-task against single-task runs, and fine-tuning from the LM.
 
     python -m experiments.benchmarks.reuse [--workdir=runs/reuse] [--steps=600] [--seeds=0,1]
+        [--pretrain_steps=3000] [--runs=lm,genre_causal_mean,...]
 
-For each seed, these runs train in WORKDIR/seed<N>/ on the embedded Shakespeare data with char
-tokens, all with the same trunk (2 layers, width 128, 4 heads, 128-character context), batch 32
-(of each task), optimizer (AdamW, peak 1e-3, 100 warm-up steps, cosine) and --steps steps:
+Every run trains on the embedded Shakespeare data with char tokens, with the same trunk (2 layers,
+width 128, 4 heads, 128-character context), batch 32 (of each task), optimizer (AdamW, peak 1e-3,
+100 warm-up steps, cosine, global gradient clipping at 1) and --steps steps, in
+WORKDIR/seed<N>/<run>/ for each seed:
 
-  lm                 the character LM (experiments/configs/transformer.py, 2 layers)
-  genre_causal_last  the genre classifier from scratch, causal trunk and last-token head: the
-                     multi-task model's genre head on its own
-  multitask          both at once (experiments/configs/transformer_multitask.py): a batch of
-                     each task every step, the two losses summed
-  ft_causal_last     genre_causal_last initialised from lm (config.init.workdir), all trained
+  lm                 the character LM (experiments/configs/transformer.py with 2 layers)
+  genre_causal_mean  the genre classifier from scratch with a causal trunk and a mean-pooled head
+  multitask          both tasks at once (experiments/configs/transformer_multitask.py): a batch
+                     of each every step, the two losses summed (weights 1); the genre head is
+                     genre_causal_mean's
+  ft_causal_mean     genre_causal_mean initialised from WORKDIR/pretrained_lm (init.workdir)
   genre_bidir_mean   the classifier's default: bidirectional trunk, mean-pooled head
-  ft_bidir_mean      genre_bidir_mean initialised from lm
+  ft_bidir_mean      genre_bidir_mean initialised from WORKDIR/pretrained_lm
+  genre_causal_last, multitask_last, ft_causal_last: the same with the last token's state as
+                     the genre head's input
 
-Each run's test split is evaluated once at the end (as `experiments.evaluate` does). Finished runs
-in WORKDIR are reused: rerun with more seeds to add them. Prints one Markdown table per seed and
-one of the means over the seeds.
+WORKDIR/pretrained_lm is `lm` trained once (seed 0) for --pretrain_steps steps; the fine-tuned
+runs then train --steps steps like the others. Each run's test split is evaluated once at the end
+(as `experiments.evaluate` does). Finished runs in WORKDIR are reused: rerun with more seeds or
+runs to add them. Prints one Markdown table per seed and one of the means over the seeds.
 """
 
 import statistics
@@ -33,11 +38,18 @@ from experiments.configs import transformer as lm_config
 from experiments.configs import transformer_classifier as classifier_config
 from experiments.configs import transformer_multitask as multitask_config
 
+_DEFAULT_RUNS = ('lm', 'genre_causal_mean', 'multitask', 'ft_causal_mean', 'genre_bidir_mean',
+                 'ft_bidir_mean')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/reuse', 'Where the runs go (one folder per seed).')
 _STEPS = flags.DEFINE_integer('steps', 600, 'Training steps of every run.', lower_bound=1)
+_PRETRAIN_STEPS = flags.DEFINE_integer('pretrain_steps', 3000,
+                                       'Training steps of the LM the fine-tuned runs start from.',
+                                       lower_bound=1)
 _SEEDS = flags.DEFINE_list('seeds', ['0', '1'], 'Seeds (init, dropout and data order).')
+_RUNS = flags.DEFINE_list('runs', list(_DEFAULT_RUNS), 'Which runs (see the module doc).')
 
 _SCHEDULE = (50, 200)  # log_every, eval_every (and checkpoint_every)
+PRETRAINED = 'pretrained_lm'
 
 
 def _common(config, seed: int, steps: int):
@@ -48,7 +60,7 @@ def _common(config, seed: int, steps: int):
   return config
 
 
-def _lm(seed, steps, _):
+def _lm(seed, steps):
   config = _common(lm_config.get_config(), seed, steps)
   config.model.num_layers = 2
   config.batch_size = 32
@@ -56,8 +68,8 @@ def _lm(seed, steps, _):
   return config
 
 
-def _classifier(causal: bool, pool: str, init: str | None = None):
-  def make(seed, steps, seed_dir):
+def _classifier(causal: bool, pool: str, fine_tune: bool = False):
+  def make(seed, steps):
     config = _common(classifier_config.get_config(), seed, steps)
     config.model.causal, config.model.pool = causal, pool
     # As the LM and multi-task configs: no dropout, their optimizer settings.
@@ -66,25 +78,31 @@ def _classifier(causal: bool, pool: str, init: str | None = None):
     config.optimizer.b2 = 0.99
     config.optimizer.weight_decay = 0.1
     config.eval_batches = 20
-    if init:
-      config.init.workdir = f'{seed_dir}/{init}'
+    if fine_tune:
+      config.init.workdir = f'{_WORKDIR.value}/{PRETRAINED}'
     return config
   return make
 
 
-def _multitask(seed, steps, _):
-  return _common(multitask_config.get_config(), seed, steps)
+def _multitask(pool: str):
+  def make(seed, steps):
+    config = _common(multitask_config.get_config(), seed, steps)
+    config.tasks.genre.head = pool
+    return config
+  return make
 
 
-# name: (what it is, config(seed, steps, the seed's folder)); fine-tuning runs after their source.
+# name: (what it is, config(seed, steps)).
 RUNS = {
     'lm': ('LM alone', _lm),
-    'genre_causal_last': ('genre alone, causal, last token', _classifier(True, 'last')),
-    'multitask': ('multi-task: LM + genre (causal, last token)', _multitask),
-    'ft_causal_last': ('genre, causal, last token, from the LM', _classifier(True, 'last', 'lm')),
-    'genre_bidir_mean': ('genre alone, bidirectional, mean', _classifier(False, 'mean')),
-    'ft_bidir_mean': ('genre, bidirectional, mean, from the LM',
-                      _classifier(False, 'mean', 'lm')),
+    'genre_causal_mean': ('genre alone: causal, mean', _classifier(True, 'mean')),
+    'multitask': ('multi-task: LM + genre (causal, mean)', _multitask('mean')),
+    'ft_causal_mean': ('genre: causal, mean, from the LM', _classifier(True, 'mean', True)),
+    'genre_bidir_mean': ('genre alone: bidirectional, mean', _classifier(False, 'mean')),
+    'ft_bidir_mean': ('genre: bidirectional, mean, from the LM', _classifier(False, 'mean', True)),
+    'genre_causal_last': ('genre alone: causal, last', _classifier(True, 'last')),
+    'multitask_last': ('multi-task: LM + genre (causal, last)', _multitask('last')),
+    'ft_causal_last': ('genre: causal, last, from the LM', _classifier(True, 'last', True)),
 }
 
 
@@ -111,20 +129,30 @@ def _table(rows: dict[str, list[tuple[float | None, float | None]]]) -> str:
   return '\n'.join(lines)
 
 
+def _train_and_test(config, workdir: str) -> dict[str, float]:
+  logging.warning('training %s', workdir)
+  train_and_evaluate(config, workdir)
+  trained = trained_lib.load_trained(workdir, allow_multitask=True)
+  return evaluate_trained(trained, 'test', batch_size=config.batch_size)['metrics']
+
+
 def main(argv):
   del argv
+  unknown = sorted(set(_RUNS.value) - set(RUNS))
+  if unknown:
+    cli.fail(f'--runs: unknown {", ".join(unknown)}; choose from {", ".join(RUNS)}')
   seeds = [int(s) for s in _SEEDS.value]
-  figures = {name: [] for name in RUNS}
+  if any(name.startswith('ft_') for name in _RUNS.value):
+    bits, _ = _figures(_train_and_test(_lm(0, _PRETRAIN_STEPS.value),
+                                       f'{_WORKDIR.value}/{PRETRAINED}'))
+    print(f'The LM the fine-tuned runs start from: {_PRETRAIN_STEPS.value} steps, test '
+          f'{bits:.3f} bits/char', flush=True)
+  figures = {name: [] for name in _RUNS.value}
   for seed in seeds:
-    seed_dir = f'{_WORKDIR.value}/seed{seed}'
-    for name, (_, make) in RUNS.items():
-      workdir = f'{seed_dir}/{name}'
-      logging.warning('seed %d: %s (%s)', seed, name, workdir)
-      config = make(seed, _STEPS.value, seed_dir)
-      train_and_evaluate(config, workdir)
-      trained = trained_lib.load_trained(workdir, allow_multitask=True)
-      test = evaluate_trained(trained, 'test', batch_size=config.batch_size)
-      figures[name].append(_figures(test['metrics']))
+    for name in _RUNS.value:
+      config = RUNS[name][1](seed, _STEPS.value)
+      figures[name].append(_figures(_train_and_test(config,
+                                                    f'{_WORKDIR.value}/seed{seed}/{name}')))
     print(f'\nseed {seed}, {_STEPS.value} steps:\n'
           + _table({name: [values[-1]] for name, values in figures.items()}), flush=True)
   print(f'\nmean over seeds {", ".join(map(str, seeds))}, {_STEPS.value} steps:\n'
