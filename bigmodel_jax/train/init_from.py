@@ -138,8 +138,8 @@ def plan(config: ConfigDict, model: nn.Module, spec: DataSpec) -> Plan:
   source_model = models.build_model(source.config.model, source.spec)
   source_params = trained.abstract_params(source_model, source.spec)
   target_params = trained.abstract_params(model, spec)
-  source_scanned = models.is_scanned(source_params)
-  if source_scanned == models.is_scanned(target_params):
+  source_scanned, target_scanned = _scanned(source_params), _scanned(target_params)
+  if None in (source_scanned, target_scanned) or source_scanned == target_scanned:
     source_scanned = None  # nothing to convert
   converted = source_params
   if source_scanned is not None:
@@ -191,6 +191,13 @@ def _token_rows(source, target) -> tuple[int, ...] | None:
   where = {char: i + 1 for i, char in enumerate(source.vocab)}
   # Id 0 (padding) is the same in both.
   return (0, *(where.get(char, -1) for char in target.vocab))
+
+
+def _scanned(params: Any) -> bool | None:
+  """Whether a model's transformer layers are scanned; None where it has none."""
+  if models.is_scanned(params):
+    return True
+  return False if 'block_0' in params else None
 
 
 def _to_layout_of_target(source_scanned: bool):
