@@ -13,6 +13,7 @@ WORKDIR/seed<N>/<run>/ for each seed:
   multitask          both tasks at once (experiments/configs/transformer_multitask.py): a batch
                      of each every step, the two losses summed (weights 1); the genre head is
                      genre_causal_mean's
+  multitask_genre_03 the same with the genre loss weighted 0.3
   ft_causal_mean     genre_causal_mean initialised from WORKDIR/pretrained_lm (init.workdir)
   genre_bidir_mean   the classifier's default: bidirectional trunk, mean-pooled head
   ft_bidir_mean      genre_bidir_mean initialised from WORKDIR/pretrained_lm
@@ -38,8 +39,8 @@ from experiments.configs import transformer as lm_config
 from experiments.configs import transformer_classifier as classifier_config
 from experiments.configs import transformer_multitask as multitask_config
 
-_DEFAULT_RUNS = ('lm', 'genre_causal_mean', 'multitask', 'ft_causal_mean', 'genre_bidir_mean',
-                 'ft_bidir_mean')
+_DEFAULT_RUNS = ('lm', 'genre_causal_mean', 'multitask', 'multitask_genre_03', 'ft_causal_mean',
+                 'genre_bidir_mean', 'ft_bidir_mean')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/reuse', 'Where the runs go (one folder per seed).')
 _STEPS = flags.DEFINE_integer('steps', 600, 'Training steps of every run.', lower_bound=1)
 _PRETRAIN_STEPS = flags.DEFINE_integer('pretrain_steps', 3000,
@@ -84,10 +85,11 @@ def _classifier(causal: bool, pool: str, fine_tune: bool = False):
   return make
 
 
-def _multitask(pool: str):
+def _multitask(pool: str, genre_weight: float = 1.0):
   def make(seed, steps):
     config = _common(multitask_config.get_config(), seed, steps)
     config.tasks.genre.head = pool
+    config.tasks.genre.weight = genre_weight
     return config
   return make
 
@@ -97,6 +99,7 @@ RUNS = {
     'lm': ('LM alone', _lm),
     'genre_causal_mean': ('genre alone: causal, mean', _classifier(True, 'mean')),
     'multitask': ('multi-task: LM + genre (causal, mean)', _multitask('mean')),
+    'multitask_genre_03': ('multi-task, genre loss weight 0.3', _multitask('mean', 0.3)),
     'ft_causal_mean': ('genre: causal, mean, from the LM', _classifier(True, 'mean', True)),
     'genre_bidir_mean': ('genre alone: bidirectional, mean', _classifier(False, 'mean')),
     'ft_bidir_mean': ('genre: bidirectional, mean, from the LM', _classifier(False, 'mean', True)),
