@@ -43,7 +43,7 @@ def get_config():
   config.tasks.lm = config_dict.ConfigDict(
       {'dataset': 'shakespeare', 'head': 'lm', 'weight': 1.0})
   config.tasks.genre = config_dict.ConfigDict(
-      {'dataset': 'shakespeare_genre', 'head': 'last', 'weight': 1.0})
+      {'dataset': 'shakespeare_genre', 'head': 'mean', 'weight': 1.0})
 
   config.batch_size = 32                    # of each task, every step
   config.num_steps = 1000
