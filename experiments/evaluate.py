@@ -20,7 +20,7 @@ _BATCH_SIZE = flags.DEFINE_integer('batch_size', 256, 'Evaluation batch size.', 
 
 def main(argv):
   del argv
-  trained = trained_lib.load_trained(_WORKDIR.value)
+  trained = trained_lib.load_trained(_WORKDIR.value, allow_multitask=True)
   result = evaluate_trained(trained, _SPLIT.value, batch_size=_BATCH_SIZE.value)
   print(json.dumps({'workdir': _WORKDIR.value, **result}, indent=2))
 

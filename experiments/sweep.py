@@ -16,7 +16,6 @@ import os
 from absl import flags
 from absl import logging
 
-from bigmodel_jax import data
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.search import results
 from bigmodel_jax.search import space as space_lib
@@ -78,7 +77,7 @@ def main(argv):
   sample_config, distributions = space_lib.dry_run(space, config)
   validate_config(sample_config)
   metric = _METRIC.value
-  trial_lib.metric_key(metric, data.dataset_task(config.data.name))
+  trial_lib.metric_key(metric, config)
   direction = _DIRECTION.value or trial_lib.default_direction(metric)
   grid = None
   if _SAMPLER.value == 'grid':

@@ -93,7 +93,8 @@ def main(argv):
     print(f"Run in {workdir} already finished at step {summary['cost']['step']} "
           f'(config.num_steps={config.num_steps}); raise it to train further.')
   # The one look at the test split, once training is over (as experiments.evaluate does).
-  test = evaluate_trained(trained_lib.load_trained(workdir), 'test', batch_size=config.batch_size)
+  trained = trained_lib.load_trained(workdir, allow_multitask=True)
+  test = evaluate_trained(trained, 'test', batch_size=config.batch_size)
   print(json.dumps({**summary, 'test': test}, indent=2))
   try:
     plotting.write_plots(workdir)

@@ -5,8 +5,12 @@ from bigmodel_jax.data.spec import DataSpec
 from bigmodel_jax.data.spec import Normalization
 from bigmodel_jax.data.spec import SpecError
 from bigmodel_jax.data.spec import SPLITS
+from bigmodel_jax.data.spec import TaskEntry
 from bigmodel_jax.data.dataset import Source
+from bigmodel_jax.data.multitask import load_multitask
 from bigmodel_jax.data.pipeline import eval_batches
+from bigmodel_jax.data.pipeline import merge_task_batches
+from bigmodel_jax.data.pipeline import multitask_train_batches
 from bigmodel_jax.data.pipeline import train_batches
 from bigmodel_jax.data.registry import DATASETS
 from bigmodel_jax.data.registry import dataset_task

@@ -26,7 +26,8 @@ class Dataset:
   """A dataset's typed spec and its three splits.
 
   Training reads `train`; evaluation during training, model selection and the plots read
-  `validation`; only the evaluate command reads `test`, once a run is done.
+  `validation`; only the evaluate command reads `test`, once a run is done. A multi-task
+  dataset's splits map each task's name to its source (data/multitask.py).
   """
   spec: DataSpec
   train: Source

@@ -5,9 +5,10 @@ Batches are dicts of numpy arrays with the per-process batch first, plus 'weight
 """
 
 import functools
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import grain
+import grain.experimental
 import numpy as np
 
 from bigmodel_jax.data import dataset as dataset_lib
@@ -45,6 +46,41 @@ def train_batches(source: dataset_lib.Source, *, batch_size: int, seed: int,
   The iterator's `get_state()` is a JSON-serialisable dict; `set_state(state)` on a fresh
   iterator from the same arguments resumes with exactly the batches that would have come.
   """
+  dataset = _train_dataset(source, batch_size=batch_size, seed=seed, shard_index=shard_index,
+                           shard_count=shard_count)
+  return iter(dataset.to_iter_dataset(READ_OPTIONS))
+
+
+def multitask_train_batches(sources: Mapping[str, dataset_lib.Source], *, batch_size: int,
+                            seed: int, shard_index: int = 0,
+                            shard_count: int = 1) -> grain.DatasetIterator:
+  """`train_batches` of each task's source, zipped: every batch holds a batch of each task.
+
+  Batches are `merge_task_batches` of the tasks' batches; each task's are exactly those a
+  single-task run on its source with the same seed and batch size reads. One iterator state
+  (JSON) holds every task's position.
+  """
+  names = list(sources)
+  zipped = grain.experimental.ZipMapDataset(
+      [_train_dataset(sources[name], batch_size=batch_size, seed=seed, shard_index=shard_index,
+                      shard_count=shard_count) for name in names])
+  dataset = zipped.map(lambda batches: merge_task_batches(dict(zip(names, batches))))
+  return iter(dataset.to_iter_dataset(READ_OPTIONS))
+
+
+def merge_task_batches(batches: Mapping[str, Batch]) -> dict[str, dict[str, np.ndarray]]:
+  """{task: batch} -> one multi-task batch {'inputs': {task: ...}, 'targets': ..., 'weights': ...}.
+
+  The task sits under each key (not the other way round) so that the step reads
+  batch['inputs'] as it does for one task; `train.tasks.task_batch` takes one task back out.
+  """
+  first = next(iter(batches.values()))
+  return {key: {name: batch[key] for name, batch in batches.items()} for key in first}
+
+
+def _train_dataset(source: dataset_lib.Source, *, batch_size: int, seed: int, shard_index: int,
+                   shard_count: int) -> grain.MapDataset:
+  """The endless batches of `train_batches`, as a grain MapDataset."""
   if not 0 <= shard_index < shard_count:
     raise ValueError(f'shard_index={shard_index} is not in [0, shard_count={shard_count})')
   per_shard = len(source) // shard_count
@@ -67,8 +103,7 @@ def train_batches(source: dataset_lib.Source, *, batch_size: int, seed: int,
     rows = shard_order(epoch)[step * batch_size:(step + 1) * batch_size]
     return collate([source[int(row)] for row in rows], batch_size)
 
-  dataset = grain.MapDataset.range(batches_per_epoch).repeat().map_with_index(make_batch)
-  return iter(dataset.to_iter_dataset(READ_OPTIONS))
+  return grain.MapDataset.range(batches_per_epoch).repeat().map_with_index(make_batch)
 
 
 def eval_batches(source: dataset_lib.Source, *, batch_size: int,

@@ -39,7 +39,8 @@ def dataset_task(name: str) -> str:
 
 
 def load_dataset(name: str, *, data_dir: str | None = None, seq_len: int = 128,
-                 tokenizer: str = 'char', vocab_size: int = tokenizers.DEFAULT_VOCAB_SIZE,
+                 tokenizer: str | tokenizers.Tokenizer = 'char',
+                 vocab_size: int = tokenizers.DEFAULT_VOCAB_SIZE,
                  target: str | None = None, test_fraction: float = 0.2,
                  validation_fraction: float = 0.1, seed: int = 0) -> dataset_lib.Dataset:
   """Returns dataset `name` (a key of `DATASETS`, with a path after 'csv:' or 'textfile:').
@@ -51,7 +52,8 @@ def load_dataset(name: str, *, data_dir: str | None = None, seq_len: int = 128,
     data_dir: where TFDS datasets are prepared (default: TFDS_DATA_DIR or
       ~/tensorflow_datasets).
     seq_len: tokens per example of text datasets.
-    tokenizer: 'char', 'byte', 'word' or 'bpe', for text datasets.
+    tokenizer: 'char', 'byte', 'word' or 'bpe', for text datasets; or a `Tokenizer` whose
+      vocabulary the text is encoded with instead of learning one (see data/multitask.py).
     vocab_size: ids of a word or bpe tokenizer, padding included.
     target: the column a CSV dataset predicts.
     test_fraction: the held-out test share of digits, regression, csv and shakespeare_genre;

@@ -12,7 +12,7 @@ import numpy as np
 
 from bigmodel_jax.data import tokenizers
 
-TASKS = ('classification', 'regression', 'language_modeling')
+TASKS = ('classification', 'regression', 'language_modeling', 'multitask')
 INPUT_KINDS = ('image', 'tokens', 'features')
 SPLITS = ('train', 'validation', 'test')
 
@@ -39,22 +39,48 @@ class Normalization:
 
 
 @dataclasses.dataclass(frozen=True)
+class TaskEntry:
+  """One task of a multi-task run (`config.tasks.<name>`): its dataset's spec and how it trains.
+
+  `head` names the model's output for it (models.transformer.HEADS) and `weight` its share of the
+  loss; they are kept with the data so that every reader of the run builds the same model and
+  task from dataset.json alone.
+  """
+  name: str
+  spec: 'DataSpec'
+  head: str
+  weight: float
+
+  def to_json(self) -> dict[str, Any]:
+    return {'name': self.name, 'head': self.head, 'weight': self.weight,
+            'spec': self.spec.to_json()}
+
+  @classmethod
+  def from_json(cls, value: dict[str, Any]) -> 'TaskEntry':
+    return cls(name=value['name'], spec=DataSpec.from_json(value['spec']), head=value['head'],
+               weight=float(value['weight']))
+
+
+@dataclasses.dataclass(frozen=True)
 class DataSpec:
   """The typed contract between a dataset and the model, task, predictor and exporter.
 
   Attributes:
     name: the dataset (`config.data.name`).
-    task: one of TASKS.
+    task: one of TASKS; 'multitask' when the run trains several `tasks` at once.
     input_kind: one of INPUT_KINDS: 'image' (H, W, C) float32 in [0, 1], 'tokens' (T,) int32
       ids of `tokenizer`, 'features' (F,) float32 z-scored with `normalization`.
     input_shape: one example's input shape.
     num_outputs: classes (classification), vocabulary size (language modelling) or target
-      values per example (regression).
+      values per example (regression); for multitask, the outputs of all tasks together.
     class_names: one per class (classification only).
     tokenizer: text inputs only.
     seq_len: tokens per example (text inputs only).
     feature_names, target, normalization: tabular inputs only.
     split_sizes: examples per split ('train', 'validation', 'test').
+    tasks: multitask only: each task's entry, in the config's order. Every task reads the same
+      tokens (the shared `tokenizer` and `seq_len` of this spec); an example of a multi-task
+      batch is one row of each task.
   """
   name: str
   task: str
@@ -68,10 +94,17 @@ class DataSpec:
   target: str | None = None
   normalization: Normalization | None = None
   split_sizes: Mapping[str, int] = dataclasses.field(default_factory=dict, hash=False)
+  tasks: tuple[TaskEntry, ...] = ()
 
   def __post_init__(self):
     if self.task not in TASKS:
       raise ValueError(f'task={self.task!r} is not one of {TASKS}')
+    object.__setattr__(self, 'tasks', tuple(self.tasks))
+    if (self.task == 'multitask') != bool(self.tasks):
+      raise ValueError('tasks go with the multitask task, and only with it')
+    for entry in self.tasks:
+      if (entry.spec.tokenizer, entry.spec.seq_len) != (self.tokenizer, self.seq_len):
+        raise ValueError(f'task {entry.name!r} reads other tokens than the multi-task spec')
     if self.input_kind not in INPUT_KINDS:
       raise ValueError(f'input_kind={self.input_kind!r} is not one of {INPUT_KINDS}')
     if (self.input_kind == 'tokens') != (self.tokenizer is not None):
@@ -90,8 +123,11 @@ class DataSpec:
   def is_text(self) -> bool:
     return self.input_kind == 'tokens'
 
-  def example_inputs(self, batch_size: int = 1) -> np.ndarray:
-    """Zero inputs of the spec's shape and dtype, for `init` and shape inference."""
+  def example_inputs(self, batch_size: int = 1) -> np.ndarray | dict[str, np.ndarray]:
+    """Zero inputs of the spec's shape and dtype, for `init` and shape inference (multitask:
+    {task name: its inputs})."""
+    if self.tasks:
+      return {entry.name: entry.spec.example_inputs(batch_size) for entry in self.tasks}
     return np.zeros((batch_size, *self.input_shape), self.input_dtype)
 
   def with_split_sizes(self, **sizes: int) -> 'DataSpec':
@@ -110,6 +146,7 @@ class DataSpec:
         'normalization': ({k: list(v) for k, v in dataclasses.asdict(self.normalization).items()}
                           if self.normalization else None),
         'split_sizes': dict(self.split_sizes),
+        'tasks': [entry.to_json() for entry in self.tasks],
     }
 
   @classmethod
@@ -133,7 +170,9 @@ class DataSpec:
           seq_len=value['seq_len'], feature_names=value['feature_names'],
           target=value['target'],
           normalization=Normalization(**{k: tuple(v) for k, v in norm.items()}) if norm else None,
-          split_sizes=value['split_sizes'])
+          split_sizes=value['split_sizes'],
+          # Absent from the files of runs older than multi-task training.
+          tasks=[TaskEntry.from_json(entry) for entry in value.get('tasks', [])])
     except SpecError:
       raise
     except (KeyError, TypeError, ValueError) as e:
@@ -179,3 +218,15 @@ def text_spec(name: str, task: str, *, tokenizer: tokenizers.Tokenizer, seq_len:
   return DataSpec(name=name, task=task, input_kind='tokens', input_shape=(seq_len,),
                   num_outputs=num_outputs, class_names=class_names, tokenizer=tokenizer,
                   seq_len=seq_len, split_sizes=sizes)
+
+
+def multitask_spec(tasks: Sequence[TaskEntry]) -> DataSpec:
+  """The spec of a multi-task run over `tasks`, whose specs share their tokenizer and seq_len."""
+  first = tasks[0].spec
+  return DataSpec(name='multitask', task='multitask', input_kind='tokens',
+                  input_shape=first.input_shape,
+                  num_outputs=sum(entry.spec.num_outputs for entry in tasks),
+                  tokenizer=first.tokenizer, seq_len=first.seq_len,
+                  split_sizes={split: sum(entry.spec.split_sizes.get(split, 0) for entry in tasks)
+                               for split in SPLITS},
+                  tasks=tasks)

@@ -237,13 +237,16 @@ class BPETokenizer(Tokenizer):
     return {'type': 'bpe', 'hf_json': self._json}
 
 
-def make_tokenizer(name: str, train_texts: Iterable[str],
+def make_tokenizer(name: 'str | Tokenizer', train_texts: Iterable[str],
                    vocab_size: int = DEFAULT_VOCAB_SIZE) -> Tokenizer:
   """Returns the tokenizer `name`; char, word and bpe learn their vocabulary from `train_texts`.
 
   `train_texts` may be a generator: the byte tokenizer never reads it. `vocab_size`: word and
-  bpe only.
+  bpe only. A `Tokenizer` as `name` is returned as it is: a dataset then encodes with a
+  vocabulary learned elsewhere (a multi-task run's, shared by all its tasks).
   """
+  if isinstance(name, Tokenizer):
+    return name
   if name not in TOKENIZERS:
     raise ValueError(f'tokenizer {name!r} is not one of {TOKENIZERS}')
   if name == 'byte':

@@ -15,7 +15,8 @@ from bigmodel_jax.models.cnn import CNN, CNNConfig
 from bigmodel_jax.models.lstm import LSTMClassifier, LSTMConfig
 from bigmodel_jax.models.mlp import MLP, MLPConfig
 from bigmodel_jax.models.transformer import (
-    TransformerClassifier, TransformerConfig, TransformerLM, stack_layers, unstack_layers)
+    HEADS, MultiTaskConfig, TransformerClassifier, TransformerConfig, TransformerLM,
+    TransformerMultiTask, is_scanned, stack_layers, unstack_layers)
 
 if TYPE_CHECKING:
   from bigmodel_jax.data import DataSpec
@@ -26,6 +27,7 @@ MODELS: dict[str, tuple[type[Model], type[ModelConfig]]] = {
     'lstm': (LSTMClassifier, LSTMConfig),
     'transformer': (TransformerLM, TransformerConfig),
     'transformer_classifier': (TransformerClassifier, TransformerConfig),
+    'transformer_multitask': (TransformerMultiTask, MultiTaskConfig),
 }
 
 TASKS: dict[str, tuple[str, ...]] = {name: cls.TASKS for name, (cls, _) in MODELS.items()}
@@ -35,6 +37,7 @@ _FROM_SPEC: dict[str, Callable[['DataSpec'], Any]] = {
     'num_outputs': lambda spec: spec.num_outputs,
     'max_len': lambda spec: spec.seq_len,
     'vocab_size': lambda spec: spec.tokenizer.vocab_size if spec.tokenizer else None,
+    'heads': lambda spec: tuple((t.name, t.head, t.spec.num_outputs) for t in spec.tasks) or None,
 }
 
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from flax import traverse_util
 
 # The adapters, and a classifier's head (a new task needs its own head trained whole).
-TRAINED = (r'(^|/)lora_[ab]$', r'^head/')
+TRAINED = (r'(^|/)lora_[ab]$', r'^head(_[^/]+)?/')  # a multi-task model's are head_<task>
 # A transformer block's dense layers, by the names `layer_matches` sees.
 TRANSFORMER_LAYERS = ('attention/query', 'attention/key', 'attention/value', 'attention/out',
                       'mlp_in', 'mlp_out')

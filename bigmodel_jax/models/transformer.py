@@ -1,8 +1,9 @@
-"""Decoder-only transformer language model and an encoder-style classifier sharing its blocks.
+"""Decoder-only transformer language model, a classifier and a multi-task model sharing its trunk.
 
 Pre-LayerNorm blocks (attention, then a GELU MLP, each added to the residual stream), learned
 token and position embeddings, a final LayerNorm. Read `TransformerConfig`, `Block`, then
-`TransformerLM`.
+`TransformerLM`; `TransformerClassifier` and `TransformerMultiTask` put other heads on the same
+trunk (the same parameter names, so one's trunk initialises another's through `init.workdir`).
 
 The blocks are either separate layers (`block_0` ... `block_{L-1}` in the params) or, with
 `scan_layers=True`, one layer scanned L times (`blocks`, every leaf with a leading layer axis):
@@ -36,6 +37,13 @@ _embedding_init = nn.initializers.normal(stddev=0.02)
 _SCANNED = 'blocks'
 _LAYER = re.compile(r'block_(\d+)')
 
+# What a classifier's linear head reads: the mean of the token states, or the last token's state
+# (with causal attention, the only one that has seen the whole text).
+POOLS = ('mean', 'last')
+# The heads of a multi-task model and the task each fits: 'lm' gives next-token logits at every
+# position (as the LM's head), 'mean' and 'last' a classifier's logits (pooled as in POOLS).
+HEADS = {'lm': 'language_modeling', 'mean': 'classification', 'last': 'classification'}
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TransformerConfig(ModelConfig):
@@ -49,8 +57,13 @@ class TransformerConfig(ModelConfig):
     attention_dropout_rate: on the attention weights ('explicit' attention only).
     attention_impl: 'explicit' (softmax(QK^T/sqrt(d_k))V written out) or 'fused'
       (jax.nn.dot_product_attention).
-    tie_embeddings: LM only: the output head is the token embedding transposed.
-    pad_id: classifier only: the token that is neither attended to nor pooled.
+    tie_embeddings: LM (and multi-task 'lm' heads): the output head is the token embedding
+      transposed.
+    pad_id: classifier and multi-task: the token that is neither attended to nor pooled.
+    causal: classifier and multi-task: each token attends to itself and earlier tokens only, as
+      in the LM, so that an LM's trunk computes for it what it computed in the LM (the LM itself
+      is always causal).
+    pool: classifier: one of POOLS.
     scan_layers: one scanned block instead of num_layers separate ones (same function, params
       stacked on a leading layer axis).
     remat: recompute in the backward pass instead of storing: one of REMAT_POLICIES.
@@ -74,6 +87,8 @@ class TransformerConfig(ModelConfig):
   attention_impl: str = 'explicit'
   tie_embeddings: bool = True
   pad_id: int = 0
+  causal: bool = False
+  pool: str = 'mean'
   scan_layers: bool = False
   remat: str = 'none'
   lora_rank: int = 0
@@ -84,6 +99,10 @@ class TransformerConfig(ModelConfig):
     self.check_positive('vocab_size', 'max_len', 'num_outputs', 'num_layers', 'mlp_ratio')
     self.check_rate('dropout_rate')
     check_attention_config(self)
+    if not isinstance(self.causal, bool):
+      raise config_error('causal', self.causal, 'must be True or False')
+    if self.pool not in POOLS:
+      raise config_error('pool', self.pool, f'choose one of {", ".join(POOLS)}')
     if self.remat not in REMAT_POLICIES:
       raise config_error('remat', self.remat, f'choose one of {", ".join(REMAT_POLICIES)}')
     if not isinstance(self.lora_rank, int) or self.lora_rank < 0:
@@ -184,6 +203,31 @@ def _embed_and_encode(config: TransformerConfig, tokens: jax.Array, positions: j
   return x, token_embed
 
 
+def _attention_mask(is_token: jax.Array, causal: bool) -> jax.Array:
+  """(B, 1, T, T): attend to real tokens only, and with `causal` to no later one."""
+  mask = is_token[:, None, None, :]
+  if causal:
+    mask = mask & nn.make_causal_mask(is_token, dtype=jnp.bool_)
+  return mask
+
+
+def _classify(config: TransformerConfig, x: jax.Array, is_token: jax.Array, pool: str,
+              num_outputs: int, name: str) -> jax.Array:
+  """A linear head over the pooled token states (B, T, d) -> logits (B, num_outputs).
+
+  Called inside the model's compact `__call__`, so the head is the model's own submodule `name`.
+  """
+  x = x.astype(jnp.float32)
+  if pool == 'mean':
+    weights = is_token[..., None].astype(jnp.float32)
+    pooled = (x * weights).sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1.0)
+  else:  # the last real token, wherever the padding is
+    last = is_token.shape[1] - 1 - jnp.argmax(is_token[:, ::-1], axis=1)
+    pooled = jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0]
+  return nn.Dense(num_outputs, dtype=config.dtype, param_dtype=config.param_dtype,
+                  name=name)(pooled)
+
+
 def _trained_only(model: Model) -> tuple[str, ...]:
   """With LoRA adapters only they (and a classifier's head) train; else everything."""
   return lora.TRAINED if model.config.lora_rank else ()
@@ -247,10 +291,11 @@ class TransformerLM(Model):
 
 
 class TransformerClassifier(Model):
-  """Bidirectional encoder over int32 tokens (B, T) -> float32 logits (B, num_outputs).
+  """Encoder over int32 tokens (B, T) -> float32 logits (B, num_outputs).
 
-  Tokens equal to `pad_id` are neither attended to nor pooled, so padding never changes the
-  output.
+  Bidirectional by default (`causal` makes it attend as the LM does), with a linear head over the
+  `pool`ed token states. Tokens equal to `pad_id` are neither attended to nor pooled, so padding
+  never changes the output.
   """
 
   TASKS: ClassVar[tuple[str, ...]] = ('classification',)
@@ -263,15 +308,84 @@ class TransformerClassifier(Model):
     config = self.config
     _check_length(tokens, config.max_len)
     is_token = tokens != config.pad_id
-    mask = is_token[:, None, None, :]
+    mask = _attention_mask(is_token, config.causal)
 
     x, _ = _embed_and_encode(config, tokens, jnp.arange(tokens.shape[1]), mask, train=train)
-    weights = is_token[..., None].astype(jnp.float32)
-    pooled = (x.astype(jnp.float32) * weights).sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1.0)
-    logits = nn.Dense(
-        config.num_outputs, dtype=config.dtype, param_dtype=config.param_dtype,
-        name='head')(pooled)
+    logits = _classify(config, x, is_token, config.pool, config.num_outputs, name='head')
     return logits.astype(jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MultiTaskConfig(TransformerConfig):
+  """A multi-task model's config: the trunk's fields, and its heads from the data.
+
+  Attributes:
+    heads: ((task name, head kind, outputs), ...): one head per task of the multi-task DataSpec;
+      the kind is a key of HEADS.
+  """
+
+  FROM_SPEC: ClassVar[tuple[str, ...]] = ('vocab_size', 'max_len', 'num_outputs', 'heads')
+
+  heads: tuple[tuple[str, str, int], ...]
+
+  def __post_init__(self):
+    object.__setattr__(self, 'heads', tuple(tuple(head) for head in self.heads))
+    super().__post_init__()
+
+  def validate(self) -> None:
+    super().validate()
+    if not self.heads:
+      raise config_error('heads', self.heads, 'a multi-task model needs at least one head')
+    for name, kind, num_outputs in self.heads:
+      if kind not in HEADS:
+        raise config_error('heads', kind, f'head of task {name!r}: choose one of '
+                           f'{", ".join(HEADS)}')
+      if kind == 'lm' and not self.causal:
+        raise config_error('causal', self.causal, f"the 'lm' head of task {name!r} predicts the "
+                           'next token, which a bidirectional trunk lets it see: set True')
+      if kind == 'lm' and num_outputs != self.vocab_size:
+        raise config_error('heads', num_outputs, f"the 'lm' head of task {name!r} predicts "
+                           f'tokens: must equal vocab_size={self.vocab_size}')
+
+
+class TransformerMultiTask(Model):
+  """One trunk, one head per task: {task: int32 tokens (B_task, T)} -> {task: float32 outputs}.
+
+  The tasks' rows go through the trunk together (concatenated along the batch, so one pass) and
+  each head reads its own rows: 'lm' next-token logits (B_task, T, vocab), tied to the token
+  embedding unless `tie_embeddings` is False; 'mean' or 'last' classifier logits
+  (B_task, classes). Only the tasks present in the inputs are computed: evaluation feeds one at
+  a time. Head parameters are `head_<task>/...`.
+  """
+
+  TASKS: ClassVar[tuple[str, ...]] = ('multitask',)
+
+  config: MultiTaskConfig
+  trained_only = _trained_only
+
+  @nn.compact
+  def __call__(self, inputs: dict[str, jax.Array], *, train: bool = False
+               ) -> dict[str, jax.Array]:
+    config = self.config
+    heads = [head for head in config.heads if head[0] in inputs]
+    tokens = jnp.concatenate([inputs[name] for name, _, _ in heads])
+    _check_length(tokens, config.max_len)
+    is_token = tokens != config.pad_id
+    x, token_embed = _embed_and_encode(config, tokens, jnp.arange(tokens.shape[1]),
+                                       _attention_mask(is_token, config.causal), train=train)
+    outputs, start = {}, 0
+    for name, kind, num_outputs in heads:
+      rows = slice(start, start + inputs[name].shape[0])
+      start = rows.stop
+      if kind != 'lm':
+        logits = _classify(config, x[rows], is_token[rows], kind, num_outputs, f'head_{name}')
+      elif config.tie_embeddings:
+        logits = token_embed.attend(x[rows])
+      else:
+        logits = nn.Dense(num_outputs, use_bias=False, dtype=config.dtype,
+                          param_dtype=config.param_dtype, name=f'head_{name}')(x[rows])
+      outputs[name] = logits.astype(jnp.float32)
+    return outputs
 
 
 def init_cache(model: TransformerLM, batch_size: int) -> dict[str, Any]:
@@ -281,6 +395,11 @@ def init_cache(model: TransformerLM, batch_size: int) -> dict[str, Any]:
   shapes = jax.eval_shape(
       functools.partial(model.init, decode=True), jax.random.key(0), tokens)['cache']
   return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def is_scanned(tree: dict[str, Any]) -> bool:
+  """Whether a params tree (or cache) of a transformer is in the scanned layout."""
+  return _SCANNED in tree
 
 
 def stack_layers(tree: dict[str, Any]) -> dict[str, Any]:

@@ -36,9 +36,14 @@ def _series(records: Iterable[dict[str, Any]], split: str, name: str) -> tuple[l
 
 
 def plot_curves(records: list[dict[str, Any]], title: str) -> Figure:
-  """Loss (and accuracy or R^2 where logged) against step, train and validation."""
+  """Loss (and accuracy or R^2 where logged) against step, train and validation.
+
+  A multi-task run's records also hold each task's as 'NAME/metric': each gets its own panel.
+  """
   quality = next((q for q in _QUALITY if _series(records, 'validation', q)[0]), None)
-  panels = ['loss'] + ([quality] if quality else [])
+  per_task = sorted({key for r in records if r['split'] == 'validation' for key in r
+                     if '/' in key and key.rpartition('/')[2] in ('loss', *_QUALITY)})
+  panels = ['loss'] + ([quality] if quality else []) + per_task
   figure = Figure(figsize=(5.5 * len(panels), 4.2), layout='constrained')
   figure.suptitle(title)
   for index, name in enumerate(panels):

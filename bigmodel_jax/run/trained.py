@@ -16,16 +16,23 @@ from bigmodel_jax.run import checkpoint
 from bigmodel_jax.run import files
 
 
+def is_multitask(config: ConfigDict) -> bool:
+  """Whether the run trains several tasks at once (`config.tasks`, see data/multitask.py)."""
+  return bool(config.get('tasks'))
+
+
 def load_dataset(config: ConfigDict) -> data.Dataset:
-  """The dataset that a run's `config.data` names, split with `config.data.split_seed` (None:
-  `config.seed`)."""
+  """The dataset that a run's `config.data` names (or the datasets of its `config.tasks`), split
+  with `config.data.split_seed` (None: `config.seed`)."""
   split_seed = config.data.split_seed
-  return data.load_dataset(config.data.name, data_dir=config.data.data_dir,
-                           seq_len=config.data.seq_len, tokenizer=config.data.tokenizer,
-                           vocab_size=config.data.vocab_size,
-                           target=config.data.target, test_fraction=config.data.test_fraction,
-                           validation_fraction=config.data.validation_fraction,
-                           seed=config.seed if split_seed is None else split_seed)
+  options = dict(data_dir=config.data.data_dir, seq_len=config.data.seq_len,
+                 tokenizer=config.data.tokenizer, vocab_size=config.data.vocab_size,
+                 target=config.data.target, test_fraction=config.data.test_fraction,
+                 validation_fraction=config.data.validation_fraction,
+                 seed=config.seed if split_seed is None else split_seed)
+  if is_multitask(config):
+    return data.load_multitask(config.tasks.to_dict(), **options)
+  return data.load_dataset(config.data.name, **options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,9 +78,19 @@ def abstract_params(model: nn.Module, spec: DataSpec) -> Any:
       lambda: model.init(jax.random.PRNGKey(0), spec.example_inputs(), train=False))['params']
 
 
-def load_trained(workdir: str) -> Trained:
-  """The run in `workdir` with the parameters of its newest intact checkpoint."""
+def load_trained(workdir: str, *, allow_multitask: bool = False) -> Trained:
+  """The run in `workdir` with the parameters of its newest intact checkpoint.
+
+  A multi-task run (one output per task) is refused unless the caller handles one
+  (`allow_multitask`): the commands written for one output (predict, export, generate, explain,
+  attack, compress) then stop with one line instead of failing inside the model.
+  """
   run = load_run(workdir)
+  if run.spec.tasks and not allow_multitask:
+    raise UserInputError(
+        f'is a multi-task run (tasks {", ".join(t.name for t in run.spec.tasks)}); this command '
+        'works on runs of one task (python -m experiments.evaluate reports each task)',
+        subject='workdir', value=workdir)
   model = models.build_model(run.config.model, run.spec)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),

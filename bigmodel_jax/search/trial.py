@@ -15,8 +15,10 @@ from typing import Any
 import optuna
 from ml_collections import ConfigDict
 
+from bigmodel_jax import data
 from bigmodel_jax.errors import NonFiniteError, UserInputError
 from bigmodel_jax.run import files
+from bigmodel_jax.run import trained
 from bigmodel_jax.search import space as space_lib
 from bigmodel_jax.train import hooks as hooks_lib
 from bigmodel_jax.train.loop import train_and_evaluate
@@ -39,22 +41,33 @@ def workdir(sweepdir: str, number: int) -> str:
   return os.path.join(sweepdir, TRIALS, str(number))
 
 
-def metric_key(metric: str, task: str | None = None) -> str:
-  """'validation.loss' -> 'loss'; UserInputError for a metric the runs of `task` do not report."""
+def validation_metrics(config: ConfigDict) -> tuple[str, ...]:
+  """The validation metrics the runs of `config` report; a multi-task run's are its weighted
+  'loss' and each task's as 'NAME/metric'."""
+  if not trained.is_multitask(config):
+    return VALIDATION_METRICS[data.dataset_task(config.data.name)]
+  return ('loss', *(f'{name}/{key}' for name, task in config.tasks.items()
+                    for key in VALIDATION_METRICS[data.dataset_task(task.dataset)]))
+
+
+def metric_key(metric: str, config: ConfigDict | None = None) -> str:
+  """'validation.loss' -> 'loss'; UserInputError for a metric the runs of `config` do not report."""
   key = metric[len(METRIC_PREFIX):] if metric.startswith(METRIC_PREFIX) else ''
   if not key:
     raise UserInputError('must name a validation metric, validation.<name> (e.g. '
                          'validation.loss, validation.accuracy): trials are compared on the '
                          'validation split, never on test', subject='metric', value=metric)
-  if task is not None and key not in VALIDATION_METRICS[task]:
+  if config is not None and key not in validation_metrics(config):
+    task = 'multitask' if trained.is_multitask(config) else data.dataset_task(config.data.name)
     raise UserInputError(f'is not reported by {task} runs; choose one of: '
-                         f"{', '.join(METRIC_PREFIX + k for k in VALIDATION_METRICS[task])}",
+                         f"{', '.join(METRIC_PREFIX + k for k in validation_metrics(config))}",
                          subject='metric', value=metric)
   return key
 
 
 def default_direction(metric: str) -> str:
-  return 'maximize' if metric_key(metric) in MAXIMIZED else 'minimize'
+  # A multi-task run's 'genre/accuracy' is an accuracy.
+  return 'maximize' if metric_key(metric).rpartition('/')[2] in MAXIMIZED else 'minimize'
 
 
 @dataclasses.dataclass

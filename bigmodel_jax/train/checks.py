@@ -5,6 +5,7 @@ config field, the bad value and what is allowed.
 """
 
 import numbers
+import re
 from typing import Any
 
 import jax
@@ -15,6 +16,7 @@ from bigmodel_jax import models
 from bigmodel_jax.data import tokenizers
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.robust import attacks
+from bigmodel_jax.run import trained
 from bigmodel_jax.train import init_from
 from bigmodel_jax.train import optimizers
 from bigmodel_jax.train import strategies
@@ -22,6 +24,10 @@ from bigmodel_jax.train import strategies
 _POSITIVE_INTS = ('batch_size', 'num_steps', 'grad_accum_steps', 'log_every', 'eval_every',
                   'checkpoint_every', 'keep_checkpoints', 'preemption_sync_every', 'data.seq_len')
 _FRACTIONS = ('data.test_fraction', 'data.validation_fraction')
+# A multi-task run's config.data.name, and what each of its config.tasks sets.
+MULTITASK = 'multitask'
+TASK_FIELDS = ('dataset', 'head', 'weight')
+_TASK_NAME = re.compile(r'[a-z][a-z0-9_]*')
 
 
 def _is_int(value: Any) -> bool:
@@ -63,7 +69,13 @@ def validate_config(config: ConfigDict) -> None:
   if least and (not _is_int(config.data.vocab_size) or config.data.vocab_size < least):
     raise UserInputError(f'config.data.vocab_size must be an integer >= {least} for the '
                          f'{config.data.tokenizer} tokenizer, got {config.data.vocab_size!r}')
-  data.dataset_task(config.data.name)
+  if trained.is_multitask(config):
+    validate_tasks(config)
+  elif config.data.name == MULTITASK:
+    raise UserInputError(f'config.data.name={MULTITASK!r} needs config.tasks, the datasets a '
+                         'multi-task run trains on (experiments/configs/transformer_multitask.py)')
+  else:
+    data.dataset_task(config.data.name)
   if not isinstance(config.skip_nonfinite_updates, bool):
     raise UserInputError('config.skip_nonfinite_updates must be True or False, got '
                          f'{config.skip_nonfinite_updates!r}')
@@ -92,6 +104,39 @@ def validate_config(config: ConfigDict) -> None:
   if 'federated' in config:
     validate_federated(config)
   _validate_adversarial(config.adversarial)
+
+
+def validate_tasks(config: ConfigDict) -> None:
+  """config.tasks of a multi-task run: {name: {dataset, head, weight}}.
+
+  Whether the datasets hold text in one shared vocabulary is checked as they are loaded
+  (data/multitask.py).
+  """
+  if config.data.name != MULTITASK:
+    raise UserInputError(f'config.data.name={config.data.name!r}: a multi-task run reads the '
+                         f'datasets of config.tasks; leave config.data.name={MULTITASK!r}')
+  for name, task in config.tasks.items():
+    where = f'config.tasks.{name}'
+    if not _TASK_NAME.fullmatch(name):
+      raise UserInputError(f'{where}: a task name is lower-case letters, digits and _, starting '
+                           'with a letter (it names metrics and parameters)')
+    fields = sorted(task.keys()) if isinstance(task, ConfigDict) else task
+    if fields != sorted(TASK_FIELDS):
+      raise UserInputError(f'{where} must set exactly {", ".join(TASK_FIELDS)}, got {fields!r}')
+    try:
+      kind = data.dataset_task(task.dataset)
+    except UserInputError as e:
+      raise UserInputError(f'{where}.dataset={task.dataset!r} {e.problem}') from None
+    if task.head not in models.HEADS:
+      raise UserInputError(f'{where}.head={task.head!r} is unknown; choose one of: '
+                           f'{", ".join(models.HEADS)}')
+    if models.HEADS[task.head] != kind:
+      fitting = [head for head, fits in models.HEADS.items() if fits == kind]
+      raise UserInputError(
+          f'{where}.head={task.head!r} does not fit dataset {task.dataset!r} ({kind}); '
+          + (f'heads for it: {", ".join(fitting)}' if fitting else f'no head does {kind}'))
+    if not _is_real(task.weight) or not 0 < task.weight < float('inf'):
+      raise UserInputError(f'{where}.weight must be a positive number, got {task.weight!r}')
 
 
 def validate_init(config: ConfigDict) -> None:
@@ -127,7 +172,7 @@ def validate_dp(config: ConfigDict) -> None:
     raise UserInputError(f'config.dp.enabled must be True or False, got {dp.enabled!r}')
   if not dp.enabled:
     return
-  task = data.dataset_task(config.data.name)
+  task = MULTITASK if trained.is_multitask(config) else data.dataset_task(config.data.name)
   if task not in ('classification', 'regression'):
     raise UserInputError(f'config.dp.enabled=True trains classifiers and regressors (one example '
                          f'is one record); dataset {config.data.name!r} is {task}')

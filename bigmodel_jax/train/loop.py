@@ -109,8 +109,9 @@ class RunParts:
     if self.dp:
       return dp_sampling.poisson_batches(self.dataset.train, batch_size=config.batch_size,
                                          capacity=self.dp.capacity, **shard)
-    return data.train_batches(self.dataset.train, batch_size=config.batch_size // processes,
-                              **shard)
+    # A multi-task run reads a batch of every task at each step.
+    batches = data.multitask_train_batches if self.dataset.spec.tasks else data.train_batches
+    return batches(self.dataset.train, batch_size=config.batch_size // processes, **shard)
 
   def init(self) -> TrainState:
     """A fresh train state from the config's seed (wrap in the strategy to place it)."""
@@ -150,9 +151,11 @@ class RunParts:
 
   def meter(self, flops_per_step: float | None) -> cost.ThroughputMeter:
     """The throughput and MFU arithmetic of this run's step."""
+    spec = self.dataset.spec
     return cost.ThroughputMeter(
         batch_size=self.config.batch_size,
-        tokens_per_example=self.dataset.spec.seq_len if self.dataset.spec.is_text else None,
+        # A multi-task example is a row of each task.
+        tokens_per_example=spec.seq_len * max(len(spec.tasks), 1) if spec.is_text else None,
         flops_per_step=flops_per_step, device_kind=jax.devices()[0].device_kind,
         num_devices=self.strategy.num_devices, dtype=self.config.model.get('dtype', 'float32'))
 

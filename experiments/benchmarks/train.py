@@ -18,7 +18,6 @@ from absl import flags
 import jax
 
 from bigmodel_jax import cost
-from bigmodel_jax import data
 from bigmodel_jax import models
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.train import loop
@@ -50,10 +49,9 @@ def _config(model: str, strategy: str):
 def benchmark(model_name: str, strategy_name: str) -> dict:
   """One row: compiles the step under the strategy and times `--steps` steps."""
   parts = loop.build_run(_config(model_name, strategy_name))
-  config, dataset, strategy = parts.config, parts.dataset, parts.strategy
+  config, strategy = parts.config, parts.strategy
   state = strategy.init_state(parts.init)
-  host_batch = next(data.train_batches(dataset.train, batch_size=config.batch_size,
-                                       seed=config.seed))
+  host_batch = next(parts.train_batches())
   batch = strategy.place_batch(host_batch)
   train_step = parts.compile_train_step(state, batch)
   flops, _ = parts.model_flops_per_step(state, host_batch)

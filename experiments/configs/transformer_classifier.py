@@ -15,6 +15,8 @@ def get_config():
   config.model.mlp_ratio = 4
   config.model.dropout_rate = 0.1
   config.model.attention_dropout_rate = 0.0
+  config.model.causal = False              # True: attend as the LM does (an LM trunk transfers)
+  config.model.pool = 'mean'                # or 'last': the head reads the last token's state
   config.model.attention_impl = 'explicit'
   config.model.dtype = 'float32'            # compute: 'bfloat16' on accelerators
   config.model.param_dtype = 'float32'

@@ -105,3 +105,25 @@ def test_train_split_smaller_than_a_batch():
                                            r'of 4 process\(es\): fewer than one batch of 8 per '
                                            r'process; lower config.batch_size$'):
     pipeline.train_batches(_source(30), batch_size=8, seed=0, shard_count=4)
+
+
+def test_multitask_batches_hold_each_tasks_single_task_batches_and_resume():
+  sources = {'long': _source(50), 'short': _source(7)}
+  multi = pipeline.multitask_train_batches(sources, batch_size=3, seed=4)
+  singles = {name: pipeline.train_batches(source, batch_size=3, seed=4)
+             for name, source in sources.items()}
+  for _ in range(5):  # 'short' goes round its two batches an epoch twice meanwhile
+    batch = next(multi)
+    assert set(batch) == {'inputs', 'targets', 'weights'}
+    for name, single in singles.items():
+      expected = next(single)
+      for key in batch:
+        np.testing.assert_array_equal(batch[key][name], expected[key])
+  state = json.loads(json.dumps(multi.get_state()))
+  after = _take(multi, 3)
+  resumed = pipeline.multitask_train_batches(sources, batch_size=3, seed=4)
+  resumed.set_state(state)
+  for a, b in zip(after, _take(resumed, 3)):
+    for key in a:
+      for name in sources:
+        np.testing.assert_array_equal(a[key][name], b[key][name])

@@ -152,3 +152,26 @@ def test_post_init_needs_the_fields_of_the_input_kind():
   with pytest.raises(ValueError, match='a normalization goes with feature inputs'):
     DataSpec(name='r', task='regression', input_kind='features', input_shape=(2,),
              num_outputs=1)
+
+
+def test_multitask_spec_round_trips_and_feeds_each_task():
+  lm = SPECS['tokens']
+  genre = spec_lib.text_spec('genres', 'classification', tokenizer=CHAR, seq_len=16,
+                             class_names=['comedy', 'tragedy'], train=20, validation=2, test=3)
+  spec = spec_lib.multitask_spec([spec_lib.TaskEntry('lm', lm, 'lm', 1.0),
+                                  spec_lib.TaskEntry('genre', genre, 'last', 0.5)])
+  assert (spec.task, spec.tokenizer, spec.seq_len, spec.num_outputs) == ('multitask', CHAR, 16, 8)
+  assert spec.split_sizes == {'train': 120, 'validation': 5, 'test': 7}
+  inputs = spec.example_inputs(2)
+  assert list(inputs) == ['lm', 'genre'] and inputs['genre'].shape == (2, 16)
+  loaded = DataSpec.from_json(json.loads(json.dumps(spec.to_json())))
+  assert loaded == spec and loaded.tasks[1].weight == 0.5 and loaded.tasks[1].spec == genre
+  # A spec written before multi-task runs existed has no 'tasks'.
+  single = lm.to_json()
+  del single['tasks']
+  assert DataSpec.from_json(single) == lm
+  other = spec_lib.text_spec('x', 'language_modeling', tokenizer=tokenizers.ByteTokenizer(),
+                             seq_len=16)
+  with pytest.raises(ValueError, match="task 'x' reads other tokens"):
+    spec_lib.multitask_spec([spec_lib.TaskEntry('lm', lm, 'lm', 1.0),
+                             spec_lib.TaskEntry('x', other, 'lm', 1.0)])

@@ -37,4 +37,5 @@ def test_unknown_model_exits_2():
   result = _run('--models=mlp,resnet')
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1] == (
-      'error: --models: unknown resnet; choose from cnn, lstm, mlp, transformer, transformer_classifier')
+      'error: --models: unknown resnet; choose from cnn, lstm, mlp, transformer, '
+      'transformer_classifier, transformer_multitask')

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, run_command as run
+from conftest import REPO, error_line, run_command as run
 
 TINY_LM = ['--config.model.num_layers=1', '--config.model.d_model=32', '--config.model.num_heads=2',
            '--config.data.seq_len=32', '--config.batch_size=8', '--config.eval_batches=2',
@@ -100,6 +100,16 @@ def test_train_regression_from_csv(tmp_path):
      'the train split has 7 tokens (7 characters), but config.data.seq_len=128 needs at least 129'),
     (['--model=mlp', '--dataset=mnist', '--config.data.data_dir={tmp}'],
      'is not prepared in'),
+    (['--model=transformer_multitask', '--config.tasks.genre.dataset=plays'],
+     "config.tasks.genre.dataset='plays' is not known; choose one of: digits"),
+    (['--model=transformer_multitask', '--config.tasks.genre.head=lm'],
+     "config.tasks.genre.head='lm' does not fit dataset 'shakespeare_genre' (classification)"),
+    (['--model=transformer_multitask', '--config.tasks.lm.dataset=textfile:{tmp}/a.txt',
+      '--config.tasks.genre.dataset=textfile:{tmp}/b.txt', '--config.tasks.genre.head=lm',
+      '--config.data.tokenizer=word', '--config.data.seq_len=4'],
+     "config.data.tokenizer='word': the tasks' datasets learn different vocabularies"),
+    (['--model=transformer_multitask', '--dataset=shakespeare'],
+     "config.data.name='shakespeare': a multi-task run reads the datasets of config.tasks"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_workdir(tmp_path, args, message):
   csv = tmp_path / 'data.csv'
@@ -109,6 +119,8 @@ def test_bad_input_exits_2_with_one_line_and_no_workdir(tmp_path, args, message)
   (tmp_path / 'nans.csv').write_text('x,nans,y\n' + '\n'.join(r.replace(',', ',nan,') for r in rows))
   (tmp_path / 'latin1.csv').write_bytes('x,y\n1,\xe9\n'.encode('latin-1'))
   (tmp_path / 'short.txt').write_text('short txt')
+  (tmp_path / 'a.txt').write_text('to be or not to be, ' * 20)
+  (tmp_path / 'b.txt').write_text('all the world is a stage. ' * 20)
   workdir = tmp_path / 'run'
   args = [a.replace('{csv}', str(csv)).replace('{tmp}', str(tmp_path)) for a in args]
   result = run('train', *args, f'--workdir={workdir}')
@@ -116,6 +128,27 @@ def test_bad_input_exits_2_with_one_line_and_no_workdir(tmp_path, args, message)
   error_lines = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
   assert len(error_lines) == 1 and message in error_lines[0], result.stderr[-3000:]
   assert not workdir.exists()
+
+
+def test_multitask_train_and_evaluate_report_each_task(tmp_path):
+  result = run('train', '--model=transformer_multitask', f'--workdir={tmp_path}',
+               '--config.num_steps=3', *TINY_LM[:-1])
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads(result.stdout)
+  assert {'loss', 'lm/bits_per_char', 'genre/accuracy'} <= set(summary['validation'])
+  assert set(summary['test']['examples']) == {'lm', 'genre'}
+  result = run('evaluate', f'--workdir={tmp_path}', '--split=validation')
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout)
+  assert report['dataset'] == 'multitask' and set(report['examples']) == {'lm', 'genre'}
+  for task in ('lm', 'genre'):
+    assert report['metrics'][f'{task}/loss'] > 0
+  # The commands written for one output refuse it in one line.
+  for command in (['generate'], ['predict', '--text=To be'], ['export', f'--output={tmp_path}/x'],
+                  ['compress', '--method=quantize', f'--output={tmp_path}/q']):
+    assert error_line(run(command[0], f'--workdir={tmp_path}', *command[1:])) == (
+        f'error: --workdir={tmp_path}: is a multi-task run (tasks genre, lm); this command works '
+        'on runs of one task (python -m experiments.evaluate reports each task)')
 
 
 def test_generate_on_missing_workdir_exits_2(tmp_path):

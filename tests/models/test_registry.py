@@ -5,20 +5,24 @@ import pytest
 
 from bigmodel_jax import models
 from bigmodel_jax.data import CharTokenizer
-from bigmodel_jax.data.spec import image_spec, text_spec
+from bigmodel_jax.data.spec import TaskEntry, image_spec, multitask_spec, text_spec
 from bigmodel_jax.errors import UserInputError
 from experiments.configs import cnn, lstm, mlp, transformer, transformer_classifier
-from experiments.configs import transformer_shakespeare_char
+from experiments.configs import transformer_multitask, transformer_shakespeare_char
 
 DIGITS = image_spec('digits', input_shape=(8, 8, 1), class_names=[str(i) for i in range(10)])
 CHARS = CharTokenizer('abcdefghij')  # 10 characters + padding = 11 ids
 LM_TEXT = text_spec('text', 'language_modeling', tokenizer=CHARS, seq_len=8)
 GENRES = text_spec('genres', 'classification', tokenizer=CHARS, seq_len=16,
                    class_names=['comedy', 'history', 'tragedy'])
+TASKS = multitask_spec([
+    TaskEntry('lm', text_spec('text', 'language_modeling', tokenizer=CHARS, seq_len=16), 'lm', 1.0),
+    TaskEntry('genre', GENRES, 'last', 0.5)])
 
 
 def test_every_model_is_a_module_with_its_config_and_tasks():
-  assert sorted(models.MODELS) == ['cnn', 'lstm', 'mlp', 'transformer', 'transformer_classifier']
+  assert sorted(models.MODELS) == ['cnn', 'lstm', 'mlp', 'transformer', 'transformer_classifier',
+                                   'transformer_multitask']
   for name, (cls, config_cls) in models.MODELS.items():
     assert issubclass(cls, models.Model) and issubclass(config_cls, models.ModelConfig)
     assert cls.__dataclass_fields__['config'].type is config_cls
@@ -46,11 +50,14 @@ def test_build_model_takes_the_data_decided_sizes_from_the_spec():
   assert image_model.config.num_outputs == 10 and image_model.config.dtype == jnp.bfloat16
   assert models.config_fields('mlp') == (
       'hidden_sizes', 'activation', 'dropout_rate', 'dtype', 'param_dtype')
+  multitask = models.build_model({'name': 'transformer_multitask', 'causal': True}, TASKS)
+  assert multitask.config.heads == (('lm', 'lm', 11), ('genre', 'last', 3))
+  assert (multitask.config.vocab_size, multitask.config.max_len) == (11, 16)
 
 
 @pytest.mark.parametrize('config_module, spec', [
     (mlp, DIGITS), (cnn, DIGITS), (transformer, LM_TEXT), (transformer_classifier, GENRES),
-    (lstm, GENRES),
+    (lstm, GENRES), (transformer_multitask, TASKS),
     (transformer_shakespeare_char, LM_TEXT)])
 def test_every_run_config_builds_with_the_fields_it_sets(config_module, spec):
   model_config = config_module.get_config().model
@@ -67,7 +74,8 @@ def test_every_run_config_builds_with_the_fields_it_sets(config_module, spec):
 
 def test_unknown_model_lists_the_choices():
   with pytest.raises(UserInputError, match="unknown model 'resnet'; choose one of: cnn, lstm, mlp, "
-                                           'transformer, transformer_classifier'):
+                                           'transformer, transformer_classifier, '
+                                           'transformer_multitask'):
     models.build_model({'name': 'resnet'}, DIGITS)
   with pytest.raises(UserInputError, match='resnet'):
     models.supported_tasks('resnet')

@@ -9,8 +9,8 @@ from flax import traverse_util
 
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.models.transformer import (
-    TransformerClassifier, TransformerConfig, TransformerLM, init_cache, stack_layers,
-    unstack_layers)
+    MultiTaskConfig, TransformerClassifier, TransformerConfig, TransformerLM, TransformerMultiTask,
+    init_cache, stack_layers, unstack_layers)
 
 VOCAB, MAX_LEN = 23, 12
 SMALL = dict(num_layers=2, num_heads=2, d_model=16)
@@ -242,6 +242,7 @@ def test_sequence_longer_than_max_len_is_a_user_error():
     ({'attention_impl': 'flash'}, 'config.model.attention_impl'),
     ({'num_outputs': 0}, 'config.model.num_outputs=0'),
     ({'remat': 'some'}, "config.model.remat='some': choose one of none, full, dots"),
+    ({'pool': 'max'}, "config.model.pool='max': choose one of mean, last"),
 ])
 def test_bad_fields_are_user_errors(fields, message):
   with pytest.raises(UserInputError, match=message):
@@ -251,3 +252,82 @@ def test_bad_fields_are_user_errors(fields, message):
 def test_lm_outputs_are_its_vocabulary():
   with pytest.raises(UserInputError, match='config.model.num_outputs=3: the LM predicts tokens'):
     TransformerLM(config(num_outputs=3))
+
+
+@pytest.mark.parametrize('pool', ['mean', 'last'])
+def test_causal_classifier_ignores_appended_tokens_only_when_told_to(pool):
+  # The last-token state sees the whole text; padding never counts. With causal attention a
+  # token's state depends only on the tokens up to it, so the mean and the last state of the
+  # first 7 tokens are those of the 7 tokens alone, whatever follows (here: padding).
+  seq = tokens(2, 7)
+  padded = jnp.concatenate([seq, jnp.zeros((2, 4), jnp.int32)], axis=1)
+  longer = jnp.concatenate([seq, tokens(2, 4, seed=5)], axis=1)
+  for causal in (False, True):
+    model = TransformerClassifier(config(num_outputs=3, causal=causal, pool=pool))
+    params = jax.jit(model.init)(jax.random.key(0), seq)
+    apply = jax.jit(model.apply)
+    logits = apply(params, seq)
+    np.testing.assert_allclose(apply(params, padded), logits, atol=1e-5)
+    assert not np.allclose(apply(params, longer), logits, atol=1e-3)
+
+
+def test_last_token_pooling_reads_the_last_real_token():
+  model = TransformerClassifier(config(num_outputs=3, causal=True, pool='last'))
+  seq = tokens(2, 7)
+  params = jax.jit(model.init)(jax.random.key(0), seq)
+  apply = jax.jit(model.apply)
+  changed_last = seq.at[:, -1].set(seq[:, -1] % (VOCAB - 1) + 1)
+  changed_first = seq.at[:, 0].set(seq[:, 0] % (VOCAB - 1) + 1)
+  assert not np.allclose(apply(params, changed_last), apply(params, seq), atol=1e-3)
+  assert not np.allclose(apply(params, changed_first), apply(params, seq), atol=1e-3)
+
+
+def _multitask(**fields):
+  heads = (('text', 'lm', VOCAB), ('genre', 'last', 3))
+  return TransformerMultiTask(MultiTaskConfig(
+      **{'vocab_size': VOCAB, 'max_len': MAX_LEN, 'num_outputs': VOCAB + 3, 'heads': heads,
+         'causal': True, **SMALL, **fields}))
+
+
+def test_multitask_model_is_the_lm_and_the_causal_classifier_on_one_trunk():
+  model = _multitask()
+  inputs = {'text': tokens(3, MAX_LEN), 'genre': tokens(2, MAX_LEN, seed=2)}
+  params = jax.jit(model.init)(jax.random.key(0), inputs)['params']
+  # The trunk (names and seed-0 values) is the LM's, so LM runs initialise it and vice versa.
+  lm_params = params_of()
+  trunk = {k: v for k, v in params.items() if not k.startswith('head_')}
+  jax.tree.map(np.testing.assert_array_equal, trunk, lm_params)
+  assert set(params) - set(trunk) == {'head_genre'}  # the 'lm' head is the tied embedding
+  outputs = jax.jit(model.apply)({'params': params}, inputs)
+  assert outputs['text'].shape == (3, MAX_LEN, VOCAB) and outputs['genre'].shape == (2, 3)
+  np.testing.assert_allclose(
+      outputs['text'], TransformerLM(config()).apply({'params': lm_params}, inputs['text']),
+      atol=1e-5)
+  classifier = TransformerClassifier(config(num_outputs=3, causal=True, pool='last'))
+  np.testing.assert_allclose(
+      outputs['genre'],
+      classifier.apply({'params': {**trunk, 'head': params['head_genre']}}, inputs['genre']),
+      atol=1e-5)
+  # One task alone (as evaluation feeds them) gives the same outputs for it.
+  alone = jax.jit(model.apply)({'params': params}, {'genre': inputs['genre']})
+  assert list(alone) == ['genre']
+  np.testing.assert_allclose(alone['genre'], outputs['genre'], atol=1e-5)
+
+
+def test_multitask_untied_lm_head_has_its_own_kernel():
+  model = _multitask(tie_embeddings=False)
+  params = jax.eval_shape(model.init, jax.random.key(0),
+                          {'text': tokens(1, 4), 'genre': tokens(1, 4)})['params']
+  assert params['head_text']['kernel'].shape == (16, VOCAB)
+  assert params['head_genre']['kernel'].shape == (16, 3)
+
+
+@pytest.mark.parametrize('fields, message', [
+    ({'causal': False}, "config.model.causal=False: the 'lm' head of task 'text' predicts"),
+    ({'heads': (('genre', 'max', 3),)}, "config.model.heads='max': head of task 'genre'"),
+    ({'heads': (('text', 'lm', 5),)}, 'must equal vocab_size=23'),
+    ({'heads': ()}, 'needs at least one head'),
+])
+def test_bad_multitask_heads_are_user_errors(fields, message):
+  with pytest.raises(UserInputError, match=message):
+    _multitask(**fields)

@@ -72,6 +72,17 @@ def test_flat_loss_keeps_a_linear_axis_and_no_quality_panel():
   assert {line.get_label() for line in axes.get_lines()} == {'train', 'validation'}
 
 
+def test_multitask_curves_have_a_panel_per_task_metric():
+  records = [{'step': s, 'split': split, 'loss': 5.0 - s, 'lm/loss': 4.0 - s, 'genre/loss': 1.0,
+              'genre/accuracy': 0.3 + 0.1 * s, 'lm/bits_per_char': 5.0}
+             for s in range(1, 4) for split in ('train', 'validation')]
+  figure = curves.plot_curves(records, 'transformer_multitask on multitask')
+  assert [axes.get_ylabel() for axes in figure.axes] == [
+      'loss', 'genre/accuracy', 'genre/loss', 'lm/loss']
+  accuracy = {line.get_label(): line for line in figure.axes[1].get_lines()}
+  np.testing.assert_allclose(accuracy['validation'].get_ydata(), [0.4, 0.5, 0.6])
+
+
 def test_image_grid_marks_wrong_predictions_red(tmp_path):
   pictures = np.random.default_rng(0).random((5, 8, 8, 1))
   figure = images.plot_image_grid(pictures, [0, 1, 2, 1, 0], [0, 2, 2, 1, 1],

@@ -12,11 +12,14 @@ import optuna
 import pytest
 from conftest import REPO, run_module
 
+from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.search import results
 from bigmodel_jax.search import space as space_lib
 from bigmodel_jax.search import study as study_lib
+from bigmodel_jax.search import trial as trial_lib
 from bigmodel_jax.search import worker
 from experiments.configs import mlp as mlp_config
+from experiments.configs import transformer_multitask
 
 SPACE = '''
 def space(trial):
@@ -171,3 +174,13 @@ def test_sigkill_mid_trial_then_rerun_resumes_that_trial_and_ends_with_n_trials(
   steps = [r['step'] for r in records if r['split'] == 'validation']
   assert steps == list(range(5, 61, 5))  # every evaluation once: none lost, none twice
   assert sorted(trials[1].intermediate_values) == steps  # and each reported to Optuna
+
+
+def test_a_multitask_sweep_compares_each_tasks_metrics():
+  config = transformer_multitask.get_config()
+  assert trial_lib.metric_key('validation.genre/accuracy', config) == 'genre/accuracy'
+  assert trial_lib.default_direction('validation.genre/accuracy') == 'maximize'
+  assert trial_lib.default_direction('validation.lm/bits_per_char') == 'minimize'
+  with pytest.raises(UserInputError, match=r'is not reported by multitask runs; choose one of: '
+                                           r'validation.loss, validation.genre/loss, '):
+    trial_lib.metric_key('validation.accuracy', config)

@@ -110,3 +110,51 @@ def test_adversarial_training_is_refused_for_inputs_that_are_not_images():
                      r"classifier; dataset 'regression' has features inputs for regression$"):
     check_data_fits(config, spec)
   check_data_fits(_config(**{'adversarial.enabled': True}), data.load_dataset('digits').spec)
+
+
+def _multitask(**fields):
+  config = importlib.import_module('experiments.configs.transformer_multitask').get_config()
+  for path, value in fields.items():
+    *parents, key = path.split('.')
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[key] = value
+  return config
+
+
+@pytest.mark.parametrize('fields, message', [
+    ({'tasks.genre.dataset': 'imagenet'},
+     r"^config.tasks.genre.dataset='imagenet' is not known; choose one of: digits, "),
+    ({'tasks.genre.head': 'lm'}, r"^config.tasks.genre.head='lm' does not fit dataset "
+                                 r"'shakespeare_genre' \(classification\); heads for it: mean, "
+                                 r'last$'),
+    ({'tasks.lm.head': 'pooler'}, r"^config.tasks.lm.head='pooler' is unknown; choose one of: "
+                                  r'lm, mean, last$'),
+    ({'tasks.genre.dataset': 'regression', 'tasks.genre.head': 'mean'},
+     r"^config.tasks.genre.head='mean' does not fit dataset 'regression' \(regression\); no "
+     r'head does regression$'),
+    ({'tasks.lm.weight': 0.0}, r'^config.tasks.lm.weight must be a positive number, got 0.0$'),
+    ({'data.name': 'shakespeare'}, r"^config.data.name='shakespeare': a multi-task run reads the "
+                                   r'datasets of config.tasks'),
+    ({'dp.enabled': True}, r'^config.dp.enabled=True trains classifiers and regressors'),
+])
+def test_bad_tasks_are_named_by_their_field(fields, message):
+  validate_config(_multitask())
+  with pytest.raises(UserInputError, match=message) as error:
+    validate_config(_multitask(**fields))
+  assert error.value.subject is None and '\n' not in str(error.value)
+
+
+def test_task_names_and_fields_are_checked():
+  config = _multitask()
+  config.tasks['Genre 2'] = dict(config.tasks.genre)
+  with pytest.raises(UserInputError, match=r"^config.tasks.Genre 2: a task name is lower-case"):
+    validate_config(config)
+  config = _multitask()
+  config.tasks.extra = {'dataset': 'shakespeare'}
+  with pytest.raises(UserInputError, match=r'^config.tasks.extra must set exactly dataset, head, '
+                                           r"weight, got \['dataset'\]$"):
+    validate_config(config)
+  with pytest.raises(UserInputError, match=r"^config.data.name='multitask' needs config.tasks"):
+    validate_config(_config(**{'data.name': 'multitask'}))

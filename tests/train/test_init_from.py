@@ -14,6 +14,7 @@ from bigmodel_jax.run import trained as trained_lib
 from bigmodel_jax.train import init_from
 from bigmodel_jax.train.loop import build_run, train_and_evaluate
 from experiments.configs import mlp as mlp_config
+from experiments.configs import transformer as lm_config
 from experiments.configs import transformer_classifier as classifier_config
 
 
@@ -162,3 +163,67 @@ def test_lora_fine_tune_trains_only_adapters_and_head_and_exports_merged(source,
   np.testing.assert_allclose(predict(tokens), run.model.apply({'params': run.params}, tokens),
                              atol=1e-5)
   assert artifact['model'] == 'transformer_classifier'
+
+
+@pytest.mark.parametrize('source_scan', [True, False])
+def test_scanned_and_separate_layers_initialise_each_other_to_the_same_function(tmp_path,
+                                                                                source_scan):
+  source = str(tmp_path / 'source')
+  train_and_evaluate(_tiny(**{'model.num_layers': 2, 'model.scan_layers': source_scan}), source)
+  config = _tiny(**{'init.workdir': source, 'model.num_layers': 2,
+                    'model.scan_layers': not source_scan, 'seed': 3})
+  parts = build_run(config)
+  plan = init_from.plan(config, parts.model, parts.dataset.spec)
+  assert plan.fresh == {} and plan.source_scanned is source_scan
+  params = init_from.load(plan, parts.strategy.init_state(parts.init).params)
+  assert ('blocks' in params) is not source_scan
+  src = trained_lib.load_trained(source)
+  tokens = np.stack([src.spec.tokenizer.encode('To be, or not to be, that is th')[:16]] * 2)
+  np.testing.assert_allclose(parts.model.apply({'params': params}, tokens),
+                             src.model.apply({'params': src.params}, tokens), atol=1e-5)
+
+
+def test_char_vocabularies_are_matched_by_character(tmp_path):
+  # The source's text lacks 'q' and has 'x', so every id after 'a' means another character.
+  (tmp_path / 'source.txt').write_text('the cat sat on the mat, ax by cz. ' * 40)
+  (tmp_path / 'target.txt').write_text('the quick cat sat on the mat, b c. ' * 40)
+  source = str(tmp_path / 'source')
+  lm = dict(num_layers=1, d_model=32, num_heads=2)
+  train_and_evaluate(_lm(tmp_path / 'source.txt', **lm), source)
+  config = _lm(tmp_path / 'target.txt', **lm)
+  config.init.workdir = source
+  parts = build_run(config)
+  plan = init_from.plan(config, parts.model, parts.dataset.spec)
+  assert plan.fresh == {} and init_from.TOKEN_EMBEDDING in plan.copied
+  fresh = parts.strategy.init_state(parts.init).params
+  params = init_from.load(plan, fresh)
+  src = trained_lib.load_trained(source)
+  src_vocab, vocab = src.spec.tokenizer.vocab, parts.dataset.spec.tokenizer.vocab
+  assert src_vocab != vocab and 'q' in vocab and 'q' not in src_vocab
+  got = np.asarray(params['token_embed']['embedding'])
+  source_rows = np.asarray(src.params['token_embed']['embedding'])
+  np.testing.assert_array_equal(got[0], source_rows[0])  # padding
+  for i, char in enumerate(vocab, start=1):
+    expected = (source_rows[src_vocab.index(char) + 1] if char in src_vocab
+                else np.asarray(fresh['token_embed']['embedding'])[i])
+    np.testing.assert_array_equal(got[i], expected, err_msg=char)
+  # So the LM predicts the same text: the logits of shared characters are the source's.
+  text = 'the cat sat on b'
+  shared = [i for i, char in enumerate(vocab, start=1) if char in src_vocab]
+  logits = parts.model.apply({'params': params}, parts.dataset.spec.tokenizer.encode(text)[None])
+  src_logits = src.model.apply({'params': src.params}, src.spec.tokenizer.encode(text)[None])
+  np.testing.assert_allclose(
+      logits[..., shared], src_logits[..., [src_vocab.index(vocab[i - 1]) + 1 for i in shared]],
+      atol=1e-5)
+
+
+def _lm(path, **model):
+  config = lm_config.get_config()
+  config.data.name = f'textfile:{path}'
+  config.data.seq_len = 16
+  config.batch_size = 8
+  config.num_steps = config.log_every = config.eval_every = config.checkpoint_every = 3
+  config.eval_batches = 1
+  config.strategy = 'single'
+  config.model.update(model)
+  return config

@@ -19,6 +19,7 @@ from bigmodel_jax.train.loop import train_and_evaluate
 from experiments.configs import cnn as cnn_config
 from experiments.configs import mlp as mlp_config
 from experiments.configs import transformer as transformer_config
+from experiments.configs import transformer_multitask as multitask_config
 
 
 def _quiet(config):
@@ -246,3 +247,53 @@ def test_training_never_reads_the_test_split(tmp_path, monkeypatch):
   assert summary['validation']['loss'] == records[-2]['loss']
   with pytest.raises(AssertionError, match='test split'):  # the guard itself works
     evaluate_trained(trained_lib.load_trained(str(tmp_path)), 'test')
+
+
+def _tiny_multitask():
+  config = multitask_config.get_config()
+  config.model.update(num_layers=1, d_model=32, num_heads=2)
+  config.data.seq_len = 32
+  config.batch_size = 8
+  config.num_steps, config.log_every, config.eval_every, config.checkpoint_every = 30, 10, 15, 10
+  config.optimizer.warmup_steps = 5
+  config.optimizer.learning_rate = 1e-2
+  config.eval_batches = 2
+  config.strategy = 'single'
+  return config
+
+
+def test_multitask_run_reports_each_task_and_resumes_to_identical_parameters(tmp_path):
+  config = _tiny_multitask()
+  summary = train_and_evaluate(config, str(tmp_path / 'straight'))
+  assert summary['cost']['task'] == 'multitask'
+  records = [json.loads(line) for line in open(tmp_path / 'straight' / 'metrics.jsonl')]
+  train = {r['step']: r for r in records if r['split'] == 'train'}
+  assert {'loss', 'lm/loss', 'genre/loss', 'genre/accuracy'} <= set(train[10])
+  assert train[30]['lm/loss'] < train[10]['lm/loss'] - 0.5  # it learns (4.2 -> 3.4 nats seen)
+  validation = [r for r in records if r['split'] == 'validation']
+  assert [r['step'] for r in validation] == [15, 30]
+  for record in validation:  # both weights are 1
+    assert math.isclose(record['loss'], record['lm/loss'] + record['genre/loss'], rel_tol=1e-6)
+    assert 0 <= record['genre/accuracy'] <= 1 and record['lm/bits_per_char'] > 0
+  with pytest.raises(UserInputError, match='is a multi-task run .tasks genre, lm.; this command'):
+    trained_lib.load_trained(str(tmp_path / 'straight'))  # unless the caller handles one
+  test = evaluate_trained(
+      trained_lib.load_trained(str(tmp_path / 'straight'), allow_multitask=True), 'test')
+  dataset = load_dataset(config)
+  assert test['examples'] == {'genre': len(dataset.test['genre']), 'lm': len(dataset.test['lm'])}
+  assert {'loss', 'lm/bits_per_char', 'genre/accuracy', 'genre/f1'} <= set(test['metrics'])
+
+  class Interrupt(Exception):
+    pass
+
+  def crash_at_25(step):
+    if step == 25:
+      raise Interrupt()
+
+  with pytest.raises(Interrupt):
+    train_and_evaluate(config, str(tmp_path / 'resumed'),
+                       hooks=(hooks.Callback(1, fn=crash_at_25),))
+  train_and_evaluate(config, str(tmp_path / 'resumed'))
+  final = [trained_lib.load_trained(str(tmp_path / run), allow_multitask=True).params
+           for run in ('straight', 'resumed')]
+  jax.tree.map(np.testing.assert_array_equal, *final)
