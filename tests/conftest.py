@@ -36,3 +36,20 @@ def error_line(result: subprocess.CompletedProcess) -> str:
   assert result.returncode == 2, (result.stdout, result.stderr[-3000:])
   (line,) = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
   return line
+
+
+def train_until_crash(config, workdir: str, step: int) -> None:
+  """Trains `config` in `workdir` until an exception raised after step `step` ends the run."""
+  import pytest  # pylint: disable=import-outside-toplevel
+  from bigmodel_jax.train import hooks  # pylint: disable=import-outside-toplevel
+  from bigmodel_jax.train.loop import train_and_evaluate  # pylint: disable=import-outside-toplevel
+
+  class Crash(Exception):
+    pass
+
+  def crash(at: int) -> None:
+    if at == step:
+      raise Crash()
+
+  with pytest.raises(Crash):
+    train_and_evaluate(config, workdir, hooks=(hooks.Callback(1, fn=crash),))

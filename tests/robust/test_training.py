@@ -5,13 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import train_until_crash
 
 from bigmodel_jax.models.cnn import CNN
 from bigmodel_jax.robust import evaluate as robust_eval
 from bigmodel_jax.robust import training
 from bigmodel_jax.robust.attacks import Attack
 from bigmodel_jax.run import trained as trained_lib
-from bigmodel_jax.train import hooks
 from bigmodel_jax.train import step as step_lib
 from bigmodel_jax.train import tasks
 from bigmodel_jax.train.loop import train_and_evaluate
@@ -85,16 +85,7 @@ def test_interrupted_adversarial_run_resumes_to_identical_parameters(tmp_path):
   config.update(num_steps=30, checkpoint_every=10, eval_every=30)
   train_and_evaluate(config, str(tmp_path / 'straight'))
 
-  class Interrupt(Exception):
-    pass
-
-  def crash_at_25(step):
-    if step == 25:
-      raise Interrupt()
-
-  with pytest.raises(Interrupt):
-    train_and_evaluate(config, str(tmp_path / 'resumed'),
-                       hooks=(hooks.Callback(1, fn=crash_at_25),))
+  train_until_crash(config, str(tmp_path / 'resumed'), 25)
   train_and_evaluate(config, str(tmp_path / 'resumed'))
   straight, resumed = (trained_lib.load_trained(str(tmp_path / name)).params
                        for name in ('straight', 'resumed'))

@@ -14,9 +14,9 @@ from bigmodel_jax import data
 from bigmodel_jax.train.checks import check_data_fits, validate_config
 
 
-def _config(**fields):
-  """The MLP config with `fields` ('data.seq_len', 'seed', ...) set."""
-  config = importlib.import_module('experiments.configs.mlp').get_config()
+def _config(model: str = 'mlp', **fields):
+  """The config of `model` (the MLP's by default) with `fields` ('data.seq_len', ...) set."""
+  config = importlib.import_module(f'experiments.configs.{model}').get_config()
   for path, value in fields.items():
     *parents, key = path.split('.')
     node = config
@@ -113,14 +113,7 @@ def test_adversarial_training_is_refused_for_inputs_that_are_not_images():
 
 
 def _multitask(**fields):
-  config = importlib.import_module('experiments.configs.transformer_multitask').get_config()
-  for path, value in fields.items():
-    *parents, key = path.split('.')
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[key] = value
-  return config
+  return _config('transformer_multitask', **fields)
 
 
 @pytest.mark.parametrize('fields, message', [

@@ -8,13 +8,13 @@ import os
 import jax
 import numpy as np
 import pytest
+from conftest import train_until_crash
 
 from bigmodel_jax import data
 from bigmodel_jax.errors import NonFiniteError, UserInputError
 from bigmodel_jax.infer.evaluate import evaluate_trained
 from bigmodel_jax.run import trained as trained_lib
 from bigmodel_jax.run.trained import load_dataset
-from bigmodel_jax.train import hooks
 from bigmodel_jax.train.loop import train_and_evaluate
 from experiments.configs import cnn as cnn_config
 from experiments.configs import mlp as mlp_config
@@ -95,15 +95,7 @@ def test_interrupted_run_resumes_to_identical_parameters(tmp_path):
   config.eval_every = 30
   train_and_evaluate(config, str(tmp_path / 'straight'))
 
-  class Interrupt(Exception):
-    pass
-
-  def crash_at_45(step):
-    if step == 45:
-      raise Interrupt()
-
-  with pytest.raises(Interrupt):
-    train_and_evaluate(config, str(tmp_path / 'resumed'), hooks=(hooks.Callback(1, fn=crash_at_45),))
+  train_until_crash(config, str(tmp_path / 'resumed'), 45)
   assert trained_lib.load_trained(str(tmp_path / 'resumed')).step == 40
   train_and_evaluate(config, str(tmp_path / 'resumed'))
   straight, resumed = _final_params(str(tmp_path / 'straight')), _final_params(str(tmp_path / 'resumed'))
@@ -283,16 +275,7 @@ def test_multitask_run_reports_each_task_and_resumes_to_identical_parameters(tmp
   assert test['examples'] == {'genre': len(dataset.test['genre']), 'lm': len(dataset.test['lm'])}
   assert {'loss', 'lm/bits_per_char', 'genre/accuracy', 'genre/f1'} <= set(test['metrics'])
 
-  class Interrupt(Exception):
-    pass
-
-  def crash_at_25(step):
-    if step == 25:
-      raise Interrupt()
-
-  with pytest.raises(Interrupt):
-    train_and_evaluate(config, str(tmp_path / 'resumed'),
-                       hooks=(hooks.Callback(1, fn=crash_at_25),))
+  train_until_crash(config, str(tmp_path / 'resumed'), 25)
   train_and_evaluate(config, str(tmp_path / 'resumed'))
   final = [trained_lib.load_trained(str(tmp_path / run), allow_multitask=True).params
            for run in ('straight', 'resumed')]
