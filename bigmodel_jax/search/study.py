@@ -9,9 +9,11 @@ mysql://...) for hosts that share a database rather than a filesystem, or a file
 journal file elsewhere.
 """
 
+import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 from typing import Any
 
@@ -20,6 +22,7 @@ import sqlalchemy
 from ml_collections import ConfigDict
 
 from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.run import lock
 from bigmodel_jax.run import resume
 
 JOURNAL = 'study.journal'
@@ -57,15 +60,29 @@ def open_storage(url: str | None, sweepdir: str) -> optuna.storages.BaseStorage:
     return _journal(url)
   for attempt in range(_CREATE_ATTEMPTS):
     try:
-      return optuna.storages.RDBStorage(url)
-    except sqlalchemy.exc.IntegrityError:
-      # Workers started together race to create the schema; the loser finds it made.
-      if attempt == _CREATE_ATTEMPTS - 1:
-        raise
+      # Workers started together race to create the schema: those on this host take turns (a
+      # lock in the temp directory, since the sweep directory may not exist yet); a worker
+      # elsewhere that loses the race finds the schema made when it tries again.
+      with lock.Flock(_storage_lock_path(url)):
+        return optuna.storages.RDBStorage(url)
+    except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
+      if attempt == _CREATE_ATTEMPTS - 1 or not _lost_schema_race(e):
+        raise UserInputError(f'cannot be opened: {_first_line(e)}', subject='storage',
+                             value=url) from None
       time.sleep(0.5)
     except Exception as e:  # pylint: disable=broad-except  # a driver, server or file problem
       raise UserInputError(f'cannot be opened: {_first_line(e)}', subject='storage',
                            value=url) from None
+
+
+def _storage_lock_path(url: str) -> str:
+  digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+  return os.path.join(tempfile.gettempdir(), f'bigmodel_jax_storage_{digest}.lock')
+
+
+def _lost_schema_race(error: sqlalchemy.exc.SQLAlchemyError) -> bool:
+  """Whether `error` is another worker's schema creation meeting ours (not a real fault)."""
+  return isinstance(error, sqlalchemy.exc.IntegrityError) or 'already exists' in str(error)
 
 
 def _journal(path: str) -> optuna.storages.JournalStorage:
