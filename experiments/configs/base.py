@@ -97,3 +97,15 @@ def get_base_config() -> config_dict.ConfigDict:
   config.profile.start_step = 10
   config.profile.num_steps = 0
   return config
+
+
+def add_transformer_options(model) -> None:
+  """The options every transformer config shares (LM, classifier, multi-task), at their defaults."""
+  model.attention_impl = 'explicit'  # or 'fused' (jax.nn.dot_product_attention)
+  model.dtype = 'float32'            # compute: 'bfloat16' on accelerators
+  model.param_dtype = 'float32'
+  model.scan_layers = False          # True: nn.scan over the blocks (flat compile time)
+  model.remat = 'none'               # 'full', 'dots': recompute activations in backward
+  model.lora_rank = 0                # > 0: LoRA adapters (README, Reuse)
+  model.lora_alpha = 8.0
+  model.lora_targets = 'attention/(query|value)'

@@ -18,14 +18,7 @@ def get_config():
   config.model.dropout_rate = 0.0
   config.model.attention_dropout_rate = 0.0
   config.model.tie_embeddings = True
-  config.model.attention_impl = 'explicit'  # or 'fused' (jax.nn.dot_product_attention)
-  config.model.dtype = 'float32'            # compute: 'bfloat16' on accelerators
-  config.model.param_dtype = 'float32'
-  config.model.scan_layers = False          # True: nn.scan over the blocks (flat compile time)
-  config.model.remat = 'none'               # 'full', 'dots': recompute activations in backward
-  config.model.lora_rank = 0               # > 0: LoRA adapters (README, Reuse)
-  config.model.lora_alpha = 8.0
-  config.model.lora_targets = 'attention/(query|value)'
+  base.add_transformer_options(config.model)
 
   config.data.name = 'shakespeare'
   config.data.seq_len = 128

@@ -17,14 +17,7 @@ def get_config():
   config.model.attention_dropout_rate = 0.0
   config.model.causal = False              # True: attend as the LM does (an LM trunk transfers)
   config.model.pool = 'mean'                # or 'last': the head reads the last token's state
-  config.model.attention_impl = 'explicit'
-  config.model.dtype = 'float32'            # compute: 'bfloat16' on accelerators
-  config.model.param_dtype = 'float32'
-  config.model.scan_layers = False          # True: nn.scan over the blocks (flat compile time)
-  config.model.remat = 'none'               # 'full', 'dots': recompute activations in backward
-  config.model.lora_rank = 0               # > 0: LoRA adapters (README, Reuse)
-  config.model.lora_alpha = 8.0
-  config.model.lora_targets = 'attention/(query|value)'
+  base.add_transformer_options(config.model)
   config.data.name = 'shakespeare_genre'
   config.data.seq_len = 128
   config.batch_size = 32
