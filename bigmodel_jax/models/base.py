@@ -82,6 +82,14 @@ def _float_dtype(field: str, value: Any) -> jnp.dtype:
   return dtype
 
 
+def kernel_matrix_axes(path: tuple[str, ...], shape: tuple[int, ...]
+                       ) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+  """`Model.matrix_axes`'s default: a `kernel` maps its leading axes to its last."""
+  if path[-1] != 'kernel' or len(shape) < 2:
+    return None
+  return tuple(range(len(shape) - 1)), (len(shape) - 1,)
+
+
 class Model(nn.Module):
   """A registered model; subclasses declare `config: <Family>Config` and their `TASKS`."""
 
@@ -90,6 +98,16 @@ class Model(nn.Module):
   def trained_only(self) -> tuple[str, ...]:
     """Regexes of the only parameter paths that train (e.g. LoRA's adapters); () trains all."""
     return ()
+
+  def matrix_axes(self, path: tuple[str, ...], shape: tuple[int, ...]
+                  ) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The (input, output) axes of a parameter that maps vectors to vectors, else None.
+
+    What an optimizer that treats weights as matrices (Muon) orthogonalises; any other axes are
+    batch axes, each slice its own matrix. Default: a layer's `kernel` maps all its leading axes
+    (a convolution's window and input channels) to its last.
+    """
+    return kernel_matrix_axes(path, shape)
 
   def train_flops_per_example(self, params: Any) -> float | None:
     """Training FLOPs (forward and backward) of one example with `params`.

@@ -233,6 +233,21 @@ def _trained_only(model: Model) -> tuple[str, ...]:
   return lora.TRAINED if model.config.lora_rank else ()
 
 
+def _matrix_axes(model: Model, path: tuple[str, ...], shape: tuple[int, ...]
+                 ) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+  """Model.matrix_axes for every transformer: counted from the end, so that the scanned layout's
+  leading layer axis is a batch axis; the output heads and the (tied) embeddings are not matrices
+  to Muon (its authors train them with Adam)."""
+  del model
+  if path[-1] != 'kernel' or any(name.startswith('head') for name in path):
+    return None
+  if path[-2] in ('query', 'key', 'value'):  # (d_model, heads, head_dim)
+    return (-3,), (-2, -1)
+  if path[-2] == 'out':  # (heads, head_dim, d_model)
+    return (-3, -2), (-1,)
+  return (-2,), (-1,)
+
+
 class TransformerLM(Model):
   """GPT-style language model: int32 tokens (B, T) -> float32 next-token logits (B, T, vocab).
 
@@ -244,6 +259,7 @@ class TransformerLM(Model):
 
   config: TransformerConfig
   trained_only = _trained_only
+  matrix_axes = _matrix_axes
 
   def __post_init__(self):
     if self.config.num_outputs != self.config.vocab_size:
@@ -302,6 +318,7 @@ class TransformerClassifier(Model):
 
   config: TransformerConfig
   trained_only = _trained_only
+  matrix_axes = _matrix_axes
 
   @nn.compact
   def __call__(self, tokens: jax.Array, *, train: bool = False) -> jax.Array:
@@ -362,6 +379,7 @@ class TransformerMultiTask(Model):
 
   config: MultiTaskConfig
   trained_only = _trained_only
+  matrix_axes = _matrix_axes
 
   @nn.compact
   def __call__(self, inputs: dict[str, jax.Array], *, train: bool = False

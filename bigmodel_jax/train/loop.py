@@ -178,7 +178,8 @@ def build_run(config: ConfigDict) -> RunParts:
   task = tasks.create_task(dataset.spec, config.loss)
   model = models.build_model(config.model, dataset.spec)
   tx, schedule = optimizers.create_optimizer(config.optimizer, config.num_steps,
-                                             train_only=model.trained_only())
+                                             train_only=model.trained_only(),
+                                             matrix_axes=model.matrix_axes)
   if optimizers.has_groups(config.optimizer, model.trained_only()):
     # A freeze or multiplier regex that matches no parameter is refused here, not at init.
     optimizers.param_labels(config.optimizer, trained.abstract_params(model, dataset.spec),

@@ -10,6 +10,7 @@ over the same update rule; gradient clipping stays global, over the trained leav
 
 import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -18,11 +19,12 @@ from flax import traverse_util
 from ml_collections import ConfigDict
 
 from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.models.base import kernel_matrix_axes
 
 FROZEN = 'frozen'
 
 
-OPTIMIZERS = ('sgd', 'momentum', 'adam', 'adamw')
+OPTIMIZERS = ('sgd', 'momentum', 'adam', 'adamw', 'muon')
 SCHEDULES = ('constant', 'warmup_cosine', 'step')
 
 
@@ -50,8 +52,12 @@ def create_schedule(config: ConfigDict, total_steps: int) -> optax.Schedule:
 
 
 def decay_mask(params: Any) -> Any:
-  """True for matrices and embeddings; biases and norm scales (1-D) are not decayed."""
-  return jax.tree.map(lambda p: p.ndim > 1, params)
+  """True for matrices and embeddings; biases and norm scales are not decayed.
+
+  By name as well as rank: under scanned layers a bias has a leading layer axis.
+  """
+  return jax.tree_util.tree_map_with_path(
+      lambda path, p: p.ndim > 1 and _key_name(path[-1]) not in ('bias', 'scale'), params)
 
 
 def _lr_multipliers(config: ConfigDict) -> tuple[tuple[re.Pattern, float], ...]:
@@ -120,11 +126,42 @@ def count_trainable(config: ConfigDict, params: Any, train_only: tuple[str, ...]
              if group != FROZEN)
 
 
-def _update_rule(config: ConfigDict, learning_rate: optax.ScalarOrSchedule
-                 ) -> list[optax.GradientTransformation]:
+# (path, shape) -> (input axes, output axes) of a weight matrix, or None: `Model.matrix_axes`.
+MatrixAxes = Callable[[tuple[str, ...], tuple[int, ...]],
+                      tuple[tuple[int, ...], tuple[int, ...]] | None]
+
+
+def _muon(config: ConfigDict, learning_rate: optax.ScalarOrSchedule,
+          matrix_axes: MatrixAxes) -> optax.GradientTransformation:
+  """Muon on the weight matrices, AdamW (b1, b2, eps; no decay) on everything else.
+
+  Muon's update is scaled to AdamW's RMS (Liu et al. 2025, `consistent_rms=0.2`), so one
+  `learning_rate` and `weight_decay` serve both parts, at values tuned for AdamW.
+  """
+  def dimension_numbers(params: Any) -> Any:
+    def leaf(path, param):
+      axes = matrix_axes(path, param.shape) if hasattr(param, 'shape') else None
+      return None if axes is None else optax.contrib.MuonDimensionNumbers(*axes)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, param: leaf(tuple(_key_name(k) for k in path), param), params)
+
+  return optax.contrib.muon(
+      learning_rate, beta=config.muon_beta, weight_decay=config.weight_decay,
+      adam_b1=config.b1, adam_b2=config.b2, eps=config.eps, consistent_rms=0.2,
+      muon_weight_dimension_numbers=dimension_numbers)
+
+
+def _key_name(key: Any) -> str:
+  return str(getattr(key, 'key', getattr(key, 'name', key)))
+
+
+def _update_rule(config: ConfigDict, learning_rate: optax.ScalarOrSchedule,
+                 matrix_axes: MatrixAxes) -> list[optax.GradientTransformation]:
   """Weight decay and the update rule of `config.name` at `learning_rate`."""
   parts = []
-  if config.name == 'adamw':
+  if config.name == 'muon':
+    parts.append(_muon(config, learning_rate, matrix_axes))
+  elif config.name == 'adamw':
     parts.append(optax.adamw(learning_rate, b1=config.b1, b2=config.b2, eps=config.eps,
                              weight_decay=config.weight_decay, mask=decay_mask))
   else:
@@ -142,23 +179,26 @@ def _update_rule(config: ConfigDict, learning_rate: optax.ScalarOrSchedule
   return parts
 
 
-def create_optimizer(config: ConfigDict, total_steps: int, *, train_only: tuple[str, ...] = ()
+def create_optimizer(config: ConfigDict, total_steps: int, *, train_only: tuple[str, ...] = (),
+                     matrix_axes: MatrixAxes = kernel_matrix_axes
                      ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Returns the optimizer and its schedule (the loop logs the schedule's value).
 
-  `train_only`: regexes of the only leaves that train (see `param_labels`).
+  `train_only`: regexes of the only leaves that train (see `param_labels`). `matrix_axes`: the
+  model's weight matrices, for Muon (`Model.matrix_axes`; default: every `kernel`, its last axis
+  the output).
   """
   schedule = create_schedule(config, total_steps)
   clip = [optax.clip_by_global_norm(config.grad_clip_norm)] if config.grad_clip_norm > 0 else []
   if not has_groups(config, train_only):
     # The ungrouped chain keeps the optimizer state's layout of runs saved before groups.
-    return optax.chain(*clip, *_update_rule(config, schedule)), schedule
+    return optax.chain(*clip, *_update_rule(config, schedule, matrix_axes)), schedule
   labels = functools.partial(param_labels, config, train_only=train_only)
   frozen = lambda params: jax.tree.map(lambda group: group == FROZEN, labels(params))
   groups = {FROZEN: optax.set_to_zero()}
   for factor in sorted({1.0, *(f for _, f in _lr_multipliers(config))}):
     rate = lambda step, factor=factor: factor * schedule(step)
-    groups[f'lr*{factor}'] = optax.chain(*_update_rule(config, rate))
+    groups[f'lr*{factor}'] = optax.chain(*_update_rule(config, rate, matrix_axes))
   # Frozen gradients are zeroed before clipping, so the global norm is the trained leaves'.
   return optax.chain(optax.masked(optax.set_to_zero(), frozen), *clip,
                      optax.multi_transform(groups, labels)), schedule

@@ -40,7 +40,7 @@ def get_base_config() -> config_dict.ConfigDict:
   config.num_steps = 1000
 
   config.optimizer = config_dict.ConfigDict()
-  config.optimizer.name = 'adamw'      # sgd | momentum | adam | adamw
+  config.optimizer.name = 'adamw'      # sgd | momentum | adam | adamw | muon
   config.optimizer.learning_rate = 1e-3
   config.optimizer.schedule = 'warmup_cosine'  # constant | warmup_cosine | step
   config.optimizer.warmup_steps = 50
@@ -49,6 +49,7 @@ def get_base_config() -> config_dict.ConfigDict:
   config.optimizer.decay_factor = 0.1  # step: lr multiplier at each decay
   config.optimizer.momentum = 0.9
   config.optimizer.nesterov = False
+  config.optimizer.muon_beta = 0.95    # muon: momentum of the orthogonalised matrix updates
   config.optimizer.b1 = 0.9
   config.optimizer.b2 = 0.999
   config.optimizer.eps = 1e-8

@@ -76,6 +76,7 @@ def test_copies_matching_leaves_onto_fsdp_shardings_and_keeps_excluded_ones_fres
              for leaf in traverse_util.flatten_dict(params, sep='/').values())
 
 
+@pytest.mark.slow  # two runs over the shared source run; -m slow
 def test_own_checkpoint_comes_before_the_source(source, tmp_path):
   copy = str(tmp_path / 'source_copy')
   shutil.copytree(source, copy)
@@ -165,7 +166,8 @@ def test_lora_fine_tune_trains_only_adapters_and_head_and_exports_merged(source,
   assert artifact['model'] == 'transformer_classifier'
 
 
-@pytest.mark.parametrize('source_scan', [True, False])
+# Scanned to separate in the default run, the other way in the slow one (-m slow).
+@pytest.mark.parametrize('source_scan', [pytest.param(True, marks=pytest.mark.slow), False])
 def test_scanned_and_separate_layers_initialise_each_other_to_the_same_function(tmp_path,
                                                                                 source_scan):
   source = str(tmp_path / 'source')

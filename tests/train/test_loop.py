@@ -254,6 +254,8 @@ def _tiny_multitask():
   return config
 
 
+# Slow (-m slow): three runs; the per-task reports are also checked by a command test.
+@pytest.mark.slow
 def test_multitask_run_reports_each_task_and_resumes_to_identical_parameters(tmp_path):
   config = _tiny_multitask()
   summary = train_and_evaluate(config, str(tmp_path / 'straight'))

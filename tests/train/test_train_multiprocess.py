@@ -59,11 +59,10 @@ def _two_processes(workdir: str, *args: str) -> list[str]:
   return [_finish(p) for p in processes]
 
 
-# FSDP over a mesh in the default run; plain mesh and pmap in the slow one (-m slow).
-@pytest.mark.parametrize('strategy,fsdp', [
-    pytest.param('mesh', False, marks=pytest.mark.slow),
-    pytest.param('pmap', False, marks=pytest.mark.slow),
-    ('mesh', True)])
+# Slow (-m slow): two processes with four fake devices each take half a minute per strategy. The
+# default run still starts two processes (the SIGTERM test below).
+@pytest.mark.slow
+@pytest.mark.parametrize('strategy,fsdp', [('mesh', False), ('pmap', False), ('mesh', True)])
 def test_two_processes_match_one(tmp_path, strategy, fsdp):
   one = _start(str(tmp_path / 'one'), 1)
   flags = [f'--config.strategy={strategy}', f'--config.fsdp={fsdp}']
