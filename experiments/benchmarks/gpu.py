@@ -68,6 +68,7 @@ def _gpt2_config(attention_impl: str):
   (config.model.num_layers, config.model.d_model, config.model.num_heads, vocab_size,
    config.data.seq_len, config.batch_size) = sizes
   config.model.attention_impl = attention_impl
+  config.optimizer.name = 'adamw'  # as nanoGPT and nanochat, whose MFU this is compared with
   config.model.dtype = 'float32' if _DRY_RUN.value else 'bfloat16'
   config.strategy = 'single'
   return config, vocab_size

@@ -125,6 +125,7 @@ def _gpt(torch) -> tuple[_Side, _Side]:
   config.data.seq_len = _GPT_CONTEXT.value
   config.batch_size = _GPT_BATCH.value
   config.strategy = 'single'
+  config.optimizer.name = 'adamw'  # as the PyTorch side (the default LM config trains with Muon)
   parts = loop.build_run(config)
   dataset = parts.dataset
   host_batch = next(data.train_batches(dataset.train, batch_size=config.batch_size,

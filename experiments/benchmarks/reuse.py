@@ -65,6 +65,7 @@ def _lm(seed, steps):
   config = _common(lm_config.get_config(), seed, steps)
   config.model.num_layers = 2
   config.batch_size = 32
+  config.optimizer.name = 'adamw'  # the settings of the recorded runs
   config.optimizer.learning_rate = 1e-3
   return config
 

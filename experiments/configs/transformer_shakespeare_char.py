@@ -18,6 +18,7 @@ def get_config():
   config.data.seq_len = 256
   config.batch_size = 64
   config.num_steps = 5000
+  config.optimizer.name = 'adamw'  # nanoGPT's settings, not the CPU default's Muon
   config.optimizer.learning_rate = 1e-3
   config.optimizer.warmup_steps = 100
   config.optimizer.min_lr_ratio = 0.1
