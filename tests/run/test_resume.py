@@ -32,7 +32,7 @@ def test_safe_changes_are_allowed_and_logged(caplog):
   config.sample.temperature = 0.5
   with caplog.at_level(logging.INFO):
     resume.check_config_change(_saved(), config, 'runs/x')
-  assert 'log_every: 100 -> 10, num_steps: 2000 -> 5000, optimizer.warmup_steps: 100 -> 200' in caplog.text
+  assert 'log_every: 100 -> 10, num_steps: 1200 -> 5000, optimizer.warmup_steps: 100 -> 200' in caplog.text
 
 
 def test_a_field_added_to_the_config_since_counts_as_a_change():
