@@ -166,7 +166,7 @@ def test_lora_fine_tune_trains_only_adapters_and_head_and_exports_merged(source,
   assert artifact['model'] == 'transformer_classifier'
 
 
-# Scanned to separate in the default run, the other way in the slow one (-m slow).
+# Separate to scanned in the default run, scanned to separate in the slow one (-m slow).
 @pytest.mark.parametrize('source_scan', [pytest.param(True, marks=pytest.mark.slow), False])
 def test_scanned_and_separate_layers_initialise_each_other_to_the_same_function(tmp_path,
                                                                                 source_scan):
