@@ -228,6 +228,18 @@ def _classify(config: TransformerConfig, x: jax.Array, is_token: jax.Array, pool
                   name=name)(pooled)
 
 
+def _next_token_logits(config: TransformerConfig, x: jax.Array, token_embed: nn.Embed,
+                       num_outputs: int, name: str) -> jax.Array:
+  """An LM head (B, T, d) -> float32 logits (B, T, num_outputs): the token embedding transposed
+  under `tie_embeddings`, else the model's own bias-free Dense submodule `name`."""
+  if config.tie_embeddings:
+    logits = token_embed.attend(x)
+  else:
+    logits = nn.Dense(num_outputs, use_bias=False, dtype=config.dtype,
+                      param_dtype=config.param_dtype, name=name)(x)
+  return logits.astype(jnp.float32)
+
+
 def _trained_only(model: Model) -> tuple[str, ...]:
   """With LoRA adapters only they (and a classifier's head) train; else everything."""
   return lora.TRAINED if model.config.lora_rank else ()
@@ -284,13 +296,7 @@ class TransformerLM(Model):
       positions = jnp.arange(length)
 
     x, token_embed = _embed_and_encode(config, tokens, positions, mask, train=train, decode=decode)
-    if config.tie_embeddings:
-      logits = token_embed.attend(x)
-    else:
-      logits = nn.Dense(
-          config.num_outputs, use_bias=False, dtype=config.dtype,
-          param_dtype=config.param_dtype, name='head')(x)
-    return logits.astype(jnp.float32)
+    return _next_token_logits(config, x, token_embed, config.num_outputs, 'head')
 
   def train_flops_per_example(self, params: Any) -> float:
     """max_len * (6 N + 12 L d T): PaLM appendix B / nanoGPT's `estimate_mfu`, per sequence.
@@ -395,13 +401,10 @@ class TransformerMultiTask(Model):
     for name, kind, num_outputs in heads:
       rows = slice(start, start + inputs[name].shape[0])
       start = rows.stop
-      if kind != 'lm':
-        logits = _classify(config, x[rows], is_token[rows], kind, num_outputs, f'head_{name}')
-      elif config.tie_embeddings:
-        logits = token_embed.attend(x[rows])
+      if kind == 'lm':
+        logits = _next_token_logits(config, x[rows], token_embed, num_outputs, f'head_{name}')
       else:
-        logits = nn.Dense(num_outputs, use_bias=False, dtype=config.dtype,
-                          param_dtype=config.param_dtype, name=f'head_{name}')(x[rows])
+        logits = _classify(config, x[rows], is_token[rows], kind, num_outputs, f'head_{name}')
       outputs[name] = logits.astype(jnp.float32)
     return outputs
 

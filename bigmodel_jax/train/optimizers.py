@@ -140,10 +140,9 @@ def _muon(config: ConfigDict, learning_rate: optax.ScalarOrSchedule,
   """
   def dimension_numbers(params: Any) -> Any:
     def leaf(path, param):
-      axes = matrix_axes(path, param.shape) if hasattr(param, 'shape') else None
+      axes = matrix_axes(tuple(_key_name(key) for key in path), param.shape)
       return None if axes is None else optax.contrib.MuonDimensionNumbers(*axes)
-    return jax.tree_util.tree_map_with_path(
-        lambda path, param: leaf(tuple(_key_name(k) for k in path), param), params)
+    return jax.tree_util.tree_map_with_path(leaf, params)
 
   return optax.contrib.muon(
       learning_rate, beta=config.muon_beta, weight_decay=config.weight_decay,

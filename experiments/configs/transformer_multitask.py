@@ -9,20 +9,16 @@ LM run initialises it through `init.workdir`, and it initialises the single-task
 from ml_collections import config_dict
 
 from experiments.configs import base
+from experiments.configs import transformer
 
 
 def get_config():
   config = base.get_base_config()
+  # The default LM's trunk, tied embeddings included (the 'lm' heads' output is the token
+  # embedding), so that an LM run initialises it.
+  config.model = transformer.get_config().model
   config.model.name = 'transformer_multitask'
-  config.model.num_layers = 2
-  config.model.num_heads = 4
-  config.model.d_model = 128
-  config.model.mlp_ratio = 4
-  config.model.dropout_rate = 0.0
-  config.model.attention_dropout_rate = 0.0
   config.model.causal = True                # required by an 'lm' head
-  config.model.tie_embeddings = True        # the 'lm' heads' output is the token embedding
-  base.add_transformer_options(config.model)
 
   # The tasks share the data options below (one tokenizer, one seq_len); config.data.name
   # stays 'multitask'.
