@@ -96,6 +96,8 @@ def validate_config(config: ConfigDict) -> None:
   for field in ('weight_decay', 'grad_clip_norm', 'warmup_steps'):
     if opt[field] < 0:
       raise UserInputError(f'config.optimizer.{field} must be >= 0, got {opt[field]!r}')
+  if opt.name == 'muon' and (not _is_real(opt.muon_beta) or not 0 <= opt.muon_beta < 1):
+    raise UserInputError(f'config.optimizer.muon_beta must be in [0, 1), got {opt.muon_beta!r}')
   # The regexes' syntax; whether each matches a parameter is checked once the model is built.
   optimizers.check_groups(opt)
   validate_profile(config)

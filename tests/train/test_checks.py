@@ -58,6 +58,8 @@ def test_the_mlp_config_passes():
     ({'batch_size': -4}, r'^config.batch_size must be a positive integer, got -4$'),
     ({'eval_batches': -1}, r'^config.eval_batches must be an integer >= 0 \(0 = the whole '
                            r'validation split\), got -1$'),
+    ({'optimizer.name': 'muon', 'optimizer.muon_beta': 1.0},
+     r'^config.optimizer.muon_beta must be in \[0, 1\), got 1.0$'),
 ])
 def test_bad_options_fail_fast_in_one_line(fields, message):
   start = time.perf_counter()
