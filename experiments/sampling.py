@@ -4,9 +4,26 @@ import jax
 import numpy as np
 from ml_collections import ConfigDict
 
+from bigmodel_jax.data.spec import DataSpec
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.infer.generate import generate
 from bigmodel_jax.run import trained as trained_lib
+
+
+def check_prompt(sample: ConfigDict, spec: DataSpec) -> None:
+  """Raises UserInputError where `sample.prompt` cannot start a sample of a model of `spec`.
+
+  Called before training: a char tokenizer knows only the training text's characters (the
+  default prompt, a newline, is not in every text), and a run must not fail over its sample
+  once it has trained.
+  """
+  if not sample.prompt:
+    raise UserInputError("config.sample.prompt='': must not be empty (use a newline to start "
+                         'from scratch)')
+  try:
+    spec.tokenizer.encode(sample.prompt)
+  except UserInputError as e:
+    raise UserInputError(f'config.sample.prompt={sample.prompt!r}: {e.problem}') from None
 
 
 def sample_from_workdir(workdir: str, sample: ConfigDict, *, num_samples: int = 1,

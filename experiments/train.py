@@ -15,7 +15,7 @@ import tqdm
 from bigmodel_jax.infer.evaluate import evaluate_trained
 from bigmodel_jax.run import trained as trained_lib
 from bigmodel_jax.train import hooks
-from bigmodel_jax.train.loop import train_and_evaluate
+from bigmodel_jax.train.loop import build_run, train_and_evaluate
 from experiments import cli
 from experiments import plotting
 from experiments import sampling
@@ -81,9 +81,13 @@ def main(argv):
   workdir = _WORKDIR.value or f'runs/{config.model.name}'
   primary = jax.process_index() == 0
   progress = _ProgressBar(config.num_steps) if primary else None
+  parts = build_run(config)
+  if 'sample' in config and parts.dataset.spec.task == 'language_modeling':
+    sampling.check_prompt(config.sample, parts.dataset.spec)
   try:
     summary = train_and_evaluate(
-        config, workdir, hooks=(hooks.Callback(1, fn=progress),) if progress else ())
+        config, workdir, parts=parts,
+        hooks=(hooks.Callback(1, fn=progress),) if progress else ())
   finally:
     if progress is not None:
       progress.close()

@@ -56,7 +56,12 @@ class TransformerConfig(ModelConfig):
     dropout_rate: on the embeddings and on each block's two residual branches.
     attention_dropout_rate: on the attention weights ('explicit' attention only).
     attention_impl: 'explicit' (softmax(QK^T/sqrt(d_k))V written out) or 'fused'
-      (jax.nn.dot_product_attention).
+      (jax.nn.dot_product_attention: cuDNN's flash attention on an NVIDIA GPU in bfloat16 or
+      float16, see attention.fused_implementation; XLA's elsewhere).
+    causal_block_size: 'explicit' causal attention takes the queries this many at a time, each
+      block against the keys up to its own position only (attention.causal_dot_product_attention:
+      the all-masked blocks above the diagonal are skipped); a size >= the sequence length
+      computes the whole square.
     tie_embeddings: LM (and multi-task 'lm' heads): the output head is the token embedding
       transposed.
     pad_id: classifier and multi-task: the token that is neither attended to nor pooled.
@@ -85,6 +90,7 @@ class TransformerConfig(ModelConfig):
   dropout_rate: float = 0.0
   attention_dropout_rate: float = 0.0
   attention_impl: str = 'explicit'
+  causal_block_size: int = 64
   tie_embeddings: bool = True
   pad_id: int = 0
   causal: bool = False
@@ -126,11 +132,12 @@ def _check_length(tokens: jax.Array, max_len: int) -> None:
 class Block(nn.Module):
   """x + attention(LayerNorm(x)), then x + MLP(LayerNorm(x)).
 
-  `train` and `decode` are attributes rather than call arguments so that the call takes arrays
-  only, as `nn.scan` and `nn.remat` want.
+  `causal`, `train` and `decode` are attributes rather than call arguments so that the call
+  takes arrays only, as `nn.scan` and `nn.remat` want.
   """
 
   config: TransformerConfig
+  causal: bool = False
   train: bool = False
   decode: bool = False
 
@@ -144,7 +151,7 @@ class Block(nn.Module):
 
     h = layer_norm(name='attention_norm')(x)
     h = MultiHeadSelfAttention(config, name='attention')(
-        h, mask=mask, train=self.train, decode=self.decode)
+        h, mask=mask, causal=self.causal, train=self.train, decode=self.decode)
     x = x + dropout(h)
 
     h = layer_norm(name='mlp_norm')(x)
@@ -159,8 +166,8 @@ def _scan_body(block: Block, x: jax.Array, mask: jax.Array | None) -> tuple[jax.
   return block(x, mask), None
 
 
-def _blocks(config: TransformerConfig, x: jax.Array, mask: jax.Array | None, *, train: bool,
-            decode: bool) -> jax.Array:
+def _blocks(config: TransformerConfig, x: jax.Array, mask: jax.Array | None, *, causal: bool,
+            train: bool, decode: bool) -> jax.Array:
   """The num_layers blocks, separate or scanned, each with the config's remat policy.
 
   Called inside the model's compact `__call__`, so the blocks are the model's own submodules.
@@ -173,20 +180,22 @@ def _blocks(config: TransformerConfig, x: jax.Array, mask: jax.Array | None, *, 
                      prevent_cse=not config.scan_layers)
   if not config.scan_layers:
     for i in range(config.num_layers):
-      x = block(config, train=train, decode=decode, name=f'block_{i}')(x, mask)
+      x = block(config, causal=causal, train=train, decode=decode, name=f'block_{i}')(x, mask)
     return x
   scan = nn.scan(
       _scan_body, length=config.num_layers, in_axes=nn.broadcast,
       variable_axes={'params': 0, 'cache': 0, 'intermediates': 0},
       split_rngs={'params': True, 'dropout': True})
-  x, _ = scan(block(config, train=train, decode=decode, name=_SCANNED), x, mask)
+  x, _ = scan(block(config, causal=causal, train=train, decode=decode, name=_SCANNED), x, mask)
   return x
 
 
 def _embed_and_encode(config: TransformerConfig, tokens: jax.Array, positions: jax.Array,
-                      mask: jax.Array | None, *, train: bool,
+                      mask: jax.Array | None, *, causal: bool, train: bool,
                       decode: bool = False) -> tuple[jax.Array, nn.Embed]:
   """Token + position embeddings, the blocks and the final LayerNorm: the trunk both models share.
+
+  The blocks attend where `mask` allows, and with `causal` to no later position.
 
   Called inside the model's compact `__call__`, so the layers it creates are the model's own
   (same parameter names as if written inline). Returns the hidden states and the token
@@ -198,17 +207,14 @@ def _embed_and_encode(config: TransformerConfig, tokens: jax.Array, positions: j
   token_embed = embed(config.vocab_size, name='token_embed')
   x = token_embed(tokens) + embed(config.max_len, name='position_embed')(positions)
   x = nn.Dropout(config.dropout_rate)(x, deterministic=not train)
-  x = _blocks(config, x, mask, train=train, decode=decode)
+  x = _blocks(config, x, mask, causal=causal, train=train, decode=decode)
   x = nn.LayerNorm(dtype=config.dtype, param_dtype=config.param_dtype, name='final_norm')(x)
   return x, token_embed
 
 
-def _attention_mask(is_token: jax.Array, causal: bool) -> jax.Array:
-  """(B, 1, T, T): attend to real tokens only, and with `causal` to no later one."""
-  mask = is_token[:, None, None, :]
-  if causal:
-    mask = mask & nn.make_causal_mask(is_token, dtype=jnp.bool_)
-  return mask
+def _padding_mask(is_token: jax.Array) -> jax.Array:
+  """(B, 1, 1, T): attend to real tokens only."""
+  return is_token[:, None, None, :]
 
 
 def _classify(config: TransformerConfig, x: jax.Array, is_token: jax.Array, pool: str,
@@ -286,16 +292,15 @@ class TransformerLM(Model):
     length = tokens.shape[1]
     if decode:
       # Causality over the cache is built into the attention layers.
-      mask = None
       cache_index = self.variable('cache', 'cache_index', lambda: jnp.zeros((), jnp.int32))
       positions = cache_index.value + jnp.arange(length)
       cache_index.value = cache_index.value + length
     else:
       _check_length(tokens, config.max_len)
-      mask = nn.make_causal_mask(tokens, dtype=jnp.bool_)
       positions = jnp.arange(length)
 
-    x, token_embed = _embed_and_encode(config, tokens, positions, mask, train=train, decode=decode)
+    x, token_embed = _embed_and_encode(config, tokens, positions, None, causal=True, train=train,
+                                       decode=decode)
     return _next_token_logits(config, x, token_embed, config.num_outputs, 'head')
 
   def train_flops_per_example(self, params: Any) -> float:
@@ -331,9 +336,8 @@ class TransformerClassifier(Model):
     config = self.config
     _check_length(tokens, config.max_len)
     is_token = tokens != config.pad_id
-    mask = _attention_mask(is_token, config.causal)
-
-    x, _ = _embed_and_encode(config, tokens, jnp.arange(tokens.shape[1]), mask, train=train)
+    x, _ = _embed_and_encode(config, tokens, jnp.arange(tokens.shape[1]), _padding_mask(is_token),
+                             causal=config.causal, train=train)
     logits = _classify(config, x, is_token, config.pool, config.num_outputs, name='head')
     return logits.astype(jnp.float32)
 
@@ -396,7 +400,7 @@ class TransformerMultiTask(Model):
     _check_length(tokens, config.max_len)
     is_token = tokens != config.pad_id
     x, token_embed = _embed_and_encode(config, tokens, jnp.arange(tokens.shape[1]),
-                                       _attention_mask(is_token, config.causal), train=train)
+                                       _padding_mask(is_token), causal=config.causal, train=train)
     outputs, start = {}, 0
     for name, kind, num_outputs in heads:
       rows = slice(start, start + inputs[name].shape[0])

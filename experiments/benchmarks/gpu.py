@@ -2,6 +2,8 @@
 
     python -m experiments.benchmarks.gpu --corpus=PATH/tinyshakespeare.txt [--log=gpu.log]
 
+0. The fused attention (cuDNN's kernel on the GPU) against the explicit path: the logits'
+   difference in bf16, and whether cuDNN's kernel was compiled in.
 1. MFU of the bf16 train step (AdamW) of the GPT-2 124M shape: 12 layers, width 768, 12 heads,
    vocabulary 50304, context 1024, random tokens (speed does not depend on them), with the
    explicit and the fused attention; FLOPs by the 6N + 12LdT convention of bigmodel_jax/cost.py.
@@ -74,9 +76,8 @@ def _gpt2_config(attention_impl: str):
   return config, vocab_size
 
 
-def _gpt2_mfu(attention_impl: str) -> None:
-  """Times the GPT-2-shaped train step on random tokens and logs its MFU."""
-  config, vocab_size = _gpt2_config(attention_impl)
+def _random_tokens_run(config, vocab_size: int) -> tuple[loop.RunParts, dict[str, np.ndarray]]:
+  """The run's parts on random tokens of `vocab_size` ids, and one batch of them."""
   seq_len, batch_size = config.data.seq_len, config.batch_size
   rng = np.random.default_rng(0)
   tokens = lambda n: rng.integers(0, vocab_size, (n, seq_len)).astype(np.int32)
@@ -92,6 +93,39 @@ def _gpt2_mfu(attention_impl: str) -> None:
                         strategies.create_strategy('single', fsdp=False))
   host_batch = {'inputs': tokens(batch_size), 'targets': tokens(batch_size),
                 'weights': np.ones(batch_size, np.float32)}
+  return parts, host_batch
+
+
+def _fused_equals_explicit() -> None:
+  """Logs how far the fused attention's logits are from the explicit path's, same params.
+
+  Two layers of the GPT-2 shape in the compute dtype; also whether the fused forward was
+  compiled with cuDNN's attention kernel (a `__cudnn$fmha` custom call in its HLO).
+  """
+  config, vocab_size = _gpt2_config('explicit')
+  config.model.num_layers, config.batch_size = 2, 4
+  explicit, host_batch = _random_tokens_run(config, vocab_size)
+  config.model.attention_impl = 'fused'
+  fused, _ = _random_tokens_run(config, vocab_size)
+  params = explicit.init().params
+  forward = lambda model: jax.jit(lambda p, x: model.apply({'params': p}, x))
+  inputs = host_batch['inputs']
+  reference = np.asarray(forward(explicit.model)(params, inputs), np.float32)
+  fused_forward = forward(fused.model)
+  out = np.asarray(fused_forward(params, inputs), np.float32)
+  uses_cudnn = '__cudnn$fmha' in fused_forward.lower(params, inputs).compile().as_text()
+  _log(f'fused vs explicit attention ({config.model.dtype} logits of a 2-layer GPT-2 shape, '
+       f'batch {inputs.shape[0]} x {inputs.shape[1]}): max |diff| '
+       f'{np.max(np.abs(out - reference)):.4f}, logits max |x| {np.max(np.abs(reference)):.2f}, '
+       f'relative L2 {np.linalg.norm(out - reference) / np.linalg.norm(reference):.2e}; '
+       f'cuDNN kernel: {"yes" if uses_cudnn else "no"}')
+
+
+def _gpt2_mfu(attention_impl: str) -> None:
+  """Times the GPT-2-shaped train step on random tokens and logs its MFU."""
+  config, vocab_size = _gpt2_config(attention_impl)
+  seq_len, batch_size = config.data.seq_len, config.batch_size
+  parts, host_batch = _random_tokens_run(config, vocab_size)
   start = time.perf_counter()
   state = parts.strategy.init_state(parts.init)
   batch = parts.strategy.place_batch(host_batch)
@@ -180,11 +214,13 @@ def main(argv):
   device = jax.devices()[0]
   _log(f'{time.strftime("%Y-%m-%d %H:%M:%S %Z")}: {jax.device_count()} x {device.device_kind} '
        f'({jax.default_backend()}), jax {jax.__version__}' + (' [dry run]' if _DRY_RUN.value else ''))
-  for attention_impl in ('explicit', 'fused'):
+  checks = [('fused vs explicit', _fused_equals_explicit)] + [
+      (f'gpt2 {impl}', lambda impl=impl: _gpt2_mfu(impl)) for impl in ('explicit', 'fused')]
+  for name, check in checks:
     try:
-      _gpt2_mfu(attention_impl)
+      check()
     except Exception as e:  # pylint: disable=broad-except  (log it; the other figures still count)
-      _log(f'gpt2 {attention_impl}: failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}')
+      _log(f'{name}: failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}')
   _shakespeare_char()
 
 

@@ -98,6 +98,9 @@ def test_train_regression_from_csv(tmp_path):
      "column 'nans' of"),
     (['--model=transformer', '--dataset=textfile:{tmp}/short.txt'],
      'the train split has 7 tokens (7 characters), but config.data.seq_len=128 needs at least 129'),
+    # a.txt has no newline, the default prompt: refused before training, not after it.
+    (['--model=transformer', '--dataset=textfile:{tmp}/a.txt', '--config.data.seq_len=8'],
+     "config.sample.prompt='\\n': text has 1 character(s) outside the char tokenizer vocabulary"),
     (['--model=mlp', '--dataset=mnist', '--config.data.data_dir={tmp}'],
      'is not prepared in'),
     (['--model=transformer_multitask', '--config.tasks.genre.dataset=plays'],
