@@ -79,6 +79,9 @@ def compile_seconds(num_layers: int, scan_layers: bool) -> tuple[float, float]:
 
 def main(argv):
   del argv
+  # Off for this process: the persistent cache every command turns on (cli.run) would hand the
+  # repeats, and any earlier run's settings, their programs without compiling.
+  jax.config.update('jax_enable_compilation_cache', False)
   depths = [int(d) for d in _NUM_LAYERS.value]
   print(f'Train step (AdamW) of the default TransformerLM, remat={_REMAT.value}, median of '
         f'{_REPEATS.value}; {jax.devices()[0].device_kind}; load average '
