@@ -96,10 +96,8 @@ def causal_dot_product_attention(
     *,
     block_size: int,
     mask: jax.Array | None = None,
-    dropout_rate: float = 0.0,
     dropout_rng: jax.Array | None = None,
-    deterministic: bool = True,
-    dtype: DTypeLike | None = None,
+    **options,
 ) -> jax.Array:
   """`dot_product_attention` under the causal mask (and `mask`), without the masked-out blocks.
 
@@ -107,6 +105,7 @@ def causal_dot_product_attention(
   the keys after it would all be masked, so the result is the same while the QK^T and AV
   products and the softmax shrink by (n - 1) / 2n for n blocks (a quarter at n = 2, towards
   a half for long sequences), as FlashAttention skips them. Each block draws its own dropout.
+  `options` (dropout_rate, deterministic, dtype) go to dot_product_attention.
   """
   length = query.shape[1]
   causal = causal_mask(length, length)
@@ -120,9 +119,8 @@ def causal_dot_product_attention(
       block_mask = block_mask & mask[..., mask_rows, :stop]
     outputs.append(dot_product_attention(
         query[:, start:stop], key[:, :stop], value[:, :stop], mask=block_mask,
-        dropout_rate=dropout_rate,
         dropout_rng=None if dropout_rng is None else jax.random.fold_in(dropout_rng, index),
-        deterministic=deterministic, dtype=dtype))
+        **options))
   return jnp.concatenate(outputs, axis=1)
 
 

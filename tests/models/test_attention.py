@@ -128,14 +128,16 @@ def test_fused_attention_takes_cudnn_where_it_applies(device, dtype, head_dim, e
   assert attention.fused_implementation(device, dtype, head_dim) == expected
 
 
-def test_attention_dropout_uses_the_dropout_stream_only_in_training():
-  module = self_attention(attention_dropout_rate=0.5)
+@pytest.mark.parametrize('causal', [False, True])  # True: blocks of 2, each with its own draw
+def test_attention_dropout_uses_the_dropout_stream_only_in_training(causal):
+  module = self_attention(attention_dropout_rate=0.5, causal_block_size=2)
+  apply = functools.partial(module.apply, causal=causal)
 
   @jax.jit
   def outputs(params, inputs):
-    train = [module.apply(params, inputs, train=True, rngs={'dropout': jax.random.key(seed)})
+    train = [apply(params, inputs, train=True, rngs={'dropout': jax.random.key(seed)})
              for seed in (1, 2)]
-    return train, module.apply(params, inputs), module.apply(params, inputs, train=False)
+    return train, apply(params, inputs), apply(params, inputs, train=False)
 
   (a, b), eval_out, eval_again = outputs(module_params(), normal(B, T, 12, seed=1))
   assert not np.allclose(a, b)
