@@ -74,8 +74,8 @@ def fused_implementation(device: jax.Device, dtype: DTypeLike, head_dim: int) ->
   """jax.nn.dot_product_attention's `implementation` for attention_impl='fused' on `device`.
 
   'cudnn' (cuDNN's flash attention) where it takes the inputs: an NVIDIA GPU, bfloat16 or
-  float16, a head dimension that is a multiple of 8 up to 128. Elsewhere None: XLA's
-  attention, which without cuDNN is the same computation as the explicit path.
+  float16, a head dimension that is a multiple of 8 up to 128 (the caller keeps masked calls
+  off it). Elsewhere None: XLA's attention, the explicit path's computation.
   """
   if (device.platform == 'gpu' and device.device_kind.startswith('NVIDIA')
       and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
@@ -177,8 +177,9 @@ class MultiHeadSelfAttention(nn.Module):
                                    block_size=config.causal_block_size)
       out = attend(query, key, value)
     else:
-      # A decode step (one query over the cache) stays on XLA's implementation.
-      implementation = None if decode else fused_implementation(
+      # cuDNN's kernel takes causality as a flag but a mask only as a full (Tq, Tk) bias:
+      # masked calls (padding, a decode step over the cache) stay on XLA's implementation.
+      implementation = None if mask is not None else fused_implementation(
           jax.devices()[0], query.dtype, head_dim)
       out = jax.nn.dot_product_attention(query, key, value, mask=mask, is_causal=causal,
                                          implementation=implementation)

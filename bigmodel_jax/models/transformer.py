@@ -57,7 +57,7 @@ class TransformerConfig(ModelConfig):
     attention_dropout_rate: on the attention weights ('explicit' attention only).
     attention_impl: 'explicit' (softmax(QK^T/sqrt(d_k))V written out) or 'fused'
       (jax.nn.dot_product_attention: cuDNN's flash attention on an NVIDIA GPU in bfloat16 or
-      float16, see attention.fused_implementation; XLA's elsewhere).
+      float16 without a mask beyond causality, see attention.fused_implementation; XLA's elsewhere).
     causal_block_size: 'explicit' causal attention takes the queries this many at a time, each
       block against the keys up to its own position only (attention.causal_dot_product_attention:
       the all-masked blocks above the diagonal are skipped); a size >= the sequence length
