@@ -30,9 +30,11 @@ def test_safe_changes_are_allowed_and_logged(caplog):
   config.log_every = 10
   config.optimizer.warmup_steps = 200
   config.sample.temperature = 0.5
+  config.model.causal_block_size = 32
   with caplog.at_level(logging.INFO):
     resume.check_config_change(_saved(), config, 'runs/x')
-  assert 'log_every: 100 -> 10, num_steps: 1200 -> 5000, optimizer.warmup_steps: 100 -> 200' in caplog.text
+  assert ('log_every: 100 -> 10, model.causal_block_size: 64 -> 32, num_steps: 1200 -> 5000, '
+          'optimizer.warmup_steps: 100 -> 200') in caplog.text
 
 
 def test_a_field_added_to_the_config_since_counts_as_a_change():
@@ -45,7 +47,7 @@ def test_a_field_added_to_the_config_since_counts_as_a_change():
 def test_a_model_field_added_since_agrees_at_its_default_only():
   # Runs written before model.param_dtype / scan_layers existed computed what their defaults do.
   saved = _saved()
-  for field in ('param_dtype', 'scan_layers', 'remat', 'tie_embeddings'):
+  for field in ('param_dtype', 'scan_layers', 'remat', 'tie_embeddings', 'causal_block_size'):
     del saved['model'][field]
   config = transformer_config.get_config()
   resume.check_config_change(saved, config, 'runs/x')
