@@ -45,10 +45,14 @@ def test_no_conv_layers_is_a_user_error():
     CNNConfig(num_outputs=10, conv_features=())
 
 
+@pytest.mark.parametrize('ties', [False, True])
 @pytest.mark.parametrize('shape', [(3, 8, 8, 5), (2, 7, 9, 3)])
-def test_max_pool_equals_flax_max_pool_and_its_gradient(shape):
-  # Random normal inputs: no window holds its maximum twice (see max_pool_2x2 on ties).
+def test_max_pool_equals_flax_max_pool_and_its_gradient(shape, ties):
+  # With ties (values 0, 1, 2 only) many windows hold their maximum two to four times, and the
+  # gradient must go to the first, as select-and-scatter sends it.
   x = jax.random.normal(jax.random.key(0), shape)
+  if ties:
+    x = jnp.round(jax.random.uniform(jax.random.key(0), shape) * 2)
   reference = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
   np.testing.assert_array_equal(jax.jit(max_pool_2x2)(x), jax.jit(reference)(x))
   cotangent = jax.random.normal(jax.random.key(1), reference(x).shape)
