@@ -104,16 +104,16 @@ def _fused_equals_explicit() -> None:
   """
   config, vocab_size = _gpt2_config('explicit')
   config.model.num_layers, config.batch_size = 2, 4
-  explicit, host_batch = _random_tokens_run(config, vocab_size)
-  config.model.attention_impl = 'fused'
-  fused, _ = _random_tokens_run(config, vocab_size)
-  params = explicit.init().params
-  forward = lambda model: jax.jit(lambda p, x: model.apply({'params': p}, x))
+  parts, host_batch = _random_tokens_run(config, vocab_size)
+  explicit = parts.model
+  fused = explicit.clone(config=explicit.config.replace(attention_impl='fused'))
+  params = parts.init().params
   inputs = host_batch['inputs']
-  reference = np.asarray(forward(explicit.model)(params, inputs), np.float32)
-  fused_forward = forward(fused.model)
+  forward = lambda model: jax.jit(lambda p, x: model.apply({'params': p}, x))
+  reference = np.asarray(forward(explicit)(params, inputs), np.float32)
+  fused_forward = forward(fused).lower(params, inputs).compile()
   out = np.asarray(fused_forward(params, inputs), np.float32)
-  uses_cudnn = '__cudnn$fmha' in fused_forward.lower(params, inputs).compile().as_text()
+  uses_cudnn = '__cudnn$fmha' in fused_forward.as_text()
   _log(f'fused vs explicit attention ({config.model.dtype} logits of a 2-layer GPT-2 shape, '
        f'batch {inputs.shape[0]} x {inputs.shape[1]}): max |diff| '
        f'{np.max(np.abs(out - reference)):.4f}, logits max |x| {np.max(np.abs(reference)):.2f}, '
