@@ -11,7 +11,7 @@ from typing import Any
 
 # The inputs the library refers to by role; each command line names them with its own flag.
 SUBJECTS = ('dataset', 'workdir', 'init_from', 'inputs', 'text', 'exported', 'output',
-            'platforms', 'prompt', 'space', 'storage', 'sweepdir', 'metric', 'sparsity', 'nm',
+            'platforms', 'space', 'storage', 'sweepdir', 'metric', 'sparsity', 'nm',
             'port', 'eps', 'attack', 'norm', 'steps', 'step_size', 'method')
 
 

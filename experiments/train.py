@@ -83,7 +83,8 @@ def main(argv):
   progress = _ProgressBar(config.num_steps) if primary else None
   parts = build_run(config)
   if 'sample' in config and parts.dataset.spec.task == 'language_modeling':
-    sampling.check_prompt(config.sample, parts.dataset.spec)
+    sampling.encode_prompt(config.sample.prompt, parts.dataset.spec.tokenizer,
+                           'config.sample.prompt')
   try:
     summary = train_and_evaluate(
         config, workdir, parts=parts,
@@ -106,7 +107,8 @@ def main(argv):
     logging.warning('Could not draw the plots of %s (retry: python -m experiments.plot '
                     '--workdir=%s)', workdir, workdir, exc_info=True)
   if 'sample' in config:
-    print('\nSample:\n' + sampling.sample_from_workdir(workdir, config.sample))
+    print('\nSample:\n' + sampling.sample_from_workdir(workdir, config.sample,
+                                                      prompt_name='config.sample.prompt'))
 
 
 if __name__ == '__main__':

@@ -44,6 +44,16 @@ def test_generate_from_trained_lm(lm_workdir):
   assert all(len(s) == len('ROMEO:') + 30 for s in samples)
 
 
+@pytest.mark.parametrize('prompt, message', [
+    ('', "error: --prompt='': must not be empty (use a newline to start from scratch)"),
+    ('ROMEO \u2603', "error: --prompt='ROMEO \u2603': text has 1 character(s) outside the char "
+                      "tokenizer vocabulary: '\u2603'"),
+])
+def test_generate_names_the_prompt_it_cannot_encode(lm_workdir, prompt, message):
+  assert error_line(run('generate', f'--workdir={lm_workdir}', f'--prompt={prompt}')).startswith(
+      message)
+
+
 def test_evaluate_trained_lm(lm_workdir):
   result = run('evaluate', f'--workdir={lm_workdir}', '--batch_size=512')
   assert result.returncode == 0, result.stderr[-3000:]
