@@ -11,6 +11,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from bigmodel_jax import compile_cache
+from bigmodel_jax import config as config_lib
 from bigmodel_jax import models
 from bigmodel_jax.errors import NonFiniteError, Preempted, UserInputError
 
@@ -65,6 +66,19 @@ def define_config_flag(argv: Sequence[str], default_model: str) -> None:
     flag = next((a.split('=')[0] for a in argv if a.startswith('--config.') and field in a), field)
     fail(f'{flag}: the config has no field {field!r} (the fields are in '
          f'{os.path.relpath(_flag_value(argv, "config") or path)})')
+
+
+def run_config(model_flag: flags.FlagHolder) -> config_lib.Config:
+  """The typed config of --config and its --config.FIELD overrides, converted once, here.
+
+  --model names the default config file; naming another model's file with --config as well is
+  refused, since the two disagree.
+  """
+  config = flags.FLAGS.config
+  if config.model.name != model_flag.value and flags.FLAGS[model_flag.name].present:
+    fail(f'--model={model_flag.value} disagrees with config.model.name={config.model.name!r} of '
+         '--config; give one of them')
+  return config_lib.as_config(config)
 
 
 def fail_unless_model(name: str) -> None:

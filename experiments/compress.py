@@ -75,15 +75,14 @@ _REPEATS = flags.DEFINE_integer('repeats', 50, 'Timed calls per latency figure.'
 
 def _fine_tune_config(original: trained_lib.Trained, steps: int, learning_rate: float):
   """The original run's config, started from all its parameters at the measured step."""
-  config = original.config.copy_and_resolve_references()
-  config.init.workdir = f'{os.path.abspath(original.run.workdir)}:{original.step}'
-  config.init.include = config.init.exclude = ()
-  config.num_steps = steps
-  config.optimizer.learning_rate = learning_rate
-  config.optimizer.warmup_steps = min(config.optimizer.warmup_steps, steps // 10)
-  config.eval_every = config.checkpoint_every = steps
-  config.log_every = min(config.log_every, steps)
-  return config
+  config = original.config
+  return config.updated({
+      'init.workdir': f'{os.path.abspath(original.run.workdir)}:{original.step}',
+      'init.include': (), 'init.exclude': (), 'num_steps': steps,
+      'optimizer.learning_rate': learning_rate,
+      'optimizer.warmup_steps': min(config.optimizer.warmup_steps, steps // 10),
+      'eval_every': steps, 'checkpoint_every': steps,
+      'log_every': min(config.log_every, steps)})
 
 
 def _calibration(trained: trained_lib.Trained, batches: int):
@@ -171,16 +170,12 @@ def _prune(original, output, scratch, test):
 def _student_configs(teacher: trained_lib.Trained):
   """The student's config for each of --seeds seeds, all on the teacher's splits (the teacher
   never saw their test split), with config.seed, config.seed + 1, ..."""
-  config = flags.FLAGS.config
-  config.data = teacher.config.data.copy_and_resolve_references()
-  if config.data.split_seed is None:
-    config.data.split_seed = teacher.config.seed
-  configs = []
-  for offset in range(_SEEDS.value):
-    seeded = config.copy_and_resolve_references()
-    seeded.seed = config.seed + offset
-    configs.append(seeded)
-  return configs
+  config = cli.run_config(_MODEL)
+  data_config = teacher.config.data
+  if data_config.split_seed is None:
+    data_config = data_config.replace(split_seed=teacher.config.seed)
+  config = config.replace(data=data_config)
+  return [config.replace(seed=config.seed + offset) for offset in range(_SEEDS.value)]
 
 
 def _spread(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import json
 from absl import flags
 from ml_collections import config_flags
 
+from bigmodel_jax import config as config_lib
 from bigmodel_jax.infer.evaluate import evaluate_trained
 from bigmodel_jax.privacy.federated import train_federated
 from bigmodel_jax.run import trained as trained_lib
@@ -23,7 +24,7 @@ _WORKDIR = flags.DEFINE_string('workdir', 'runs/federated', 'Run directory.')
 
 def main(argv):
   del argv
-  config = _CONFIG.value
+  config = config_lib.as_config(_CONFIG.value)
   summary = train_federated(config, _WORKDIR.value)
   test = evaluate_trained(trained_lib.load_trained(_WORKDIR.value), 'test',
                           batch_size=config.batch_size)

@@ -1,8 +1,8 @@
 """Sample text from a trained language model: `python -m experiments.generate --workdir=runs/transformer`."""
 
 from absl import flags
-from ml_collections import ConfigDict
 
+from bigmodel_jax.config import SampleConfig
 from experiments import cli
 from experiments import sampling
 
@@ -21,9 +21,8 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Sampling seed.')
 
 def main(argv):
   del argv
-  sample = ConfigDict({'prompt': _PROMPT.value, 'num_tokens': _NUM_TOKENS.value,
-                       'temperature': _TEMPERATURE.value, 'top_k': _TOP_K.value,
-                       'top_p': _TOP_P.value})
+  sample = SampleConfig(prompt=_PROMPT.value, num_tokens=_NUM_TOKENS.value,
+                        temperature=_TEMPERATURE.value, top_k=_TOP_K.value, top_p=_TOP_P.value)
   print(sampling.sample_from_workdir(_WORKDIR.value, sample, num_samples=_NUM_SAMPLES.value,
                                      seed=_SEED.value))
 

@@ -2,8 +2,8 @@
 
 import jax
 import numpy as np
-from ml_collections import ConfigDict
 
+from bigmodel_jax.config import SampleConfig
 from bigmodel_jax.data.tokenizers import Tokenizer
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.infer.generate import generate
@@ -26,7 +26,7 @@ def encode_prompt(prompt: str, tokenizer: Tokenizer, name: str) -> np.ndarray:
     raise UserInputError(f'{name}={prompt!r}: {e.problem}') from None
 
 
-def sample_from_workdir(workdir: str, sample: ConfigDict, *, num_samples: int = 1,
+def sample_from_workdir(workdir: str, sample: SampleConfig, *, num_samples: int = 1,
                         seed: int = 0, prompt_name: str = '--prompt') -> str:
   """`num_samples` continuations of `sample.prompt` (named `prompt_name` in errors), joined by
   separator lines."""

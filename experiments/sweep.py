@@ -63,10 +63,7 @@ def main(argv):
   del argv
   for flag in (_SPACE, _TRIALS, _SWEEPDIR):
     _required(flag)
-  config = flags.FLAGS.config
-  if config.model.name != _MODEL.value and flags.FLAGS['model'].present:
-    cli.fail(f'--model={_MODEL.value} disagrees with config.model.name={config.model.name!r} of '
-             '--config; give one of them')
+  config = cli.run_config(_MODEL)
   sweepdir = _SWEEPDIR.value
   if os.path.exists(sweepdir) and not os.path.isdir(sweepdir):
     raise UserInputError('exists and is not a directory', subject='sweepdir', value=sweepdir)

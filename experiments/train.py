@@ -72,17 +72,14 @@ def _initialize_distributed() -> None:
 def main(argv):
   del argv
   _initialize_distributed()
-  config = flags.FLAGS.config
-  if config.model.name != _MODEL.value and flags.FLAGS['model'].present:
-    cli.fail(f'--model={_MODEL.value} disagrees with config.model.name={config.model.name!r} of '
-             '--config; give one of them')
+  config = cli.run_config(_MODEL)
   if _DATASET.value:
-    config.data.name = _DATASET.value
+    config = config.updated({'data.name': _DATASET.value})
   workdir = _WORKDIR.value or f'runs/{config.model.name}'
   primary = jax.process_index() == 0
   progress = _ProgressBar(config.num_steps) if primary else None
   parts = build_run(config)
-  if 'sample' in config and parts.dataset.spec.task == 'language_modeling':
+  if config.sample is not None and parts.dataset.spec.task == 'language_modeling':
     sampling.encode_prompt(config.sample.prompt, parts.dataset.spec.tokenizer,
                            'config.sample.prompt')
   try:
@@ -106,7 +103,7 @@ def main(argv):
   except Exception:  # pylint: disable=broad-except  # a picture must not fail a finished run
     logging.warning('Could not draw the plots of %s (retry: python -m experiments.plot '
                     '--workdir=%s)', workdir, workdir, exc_info=True)
-  if 'sample' in config:
+  if config.sample is not None:
     print('\nSample:\n' + sampling.sample_from_workdir(workdir, config.sample,
                                                       prompt_name='config.sample.prompt'))
 

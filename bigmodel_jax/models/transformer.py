@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bigmodel_jax import config as config_lib
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.models.attention import MultiHeadSelfAttention, check_attention_config
 from bigmodel_jax.models import lora
@@ -90,7 +91,8 @@ class TransformerConfig(ModelConfig):
   dropout_rate: float = 0.0
   attention_dropout_rate: float = 0.0
   attention_impl: str = 'explicit'
-  causal_block_size: int = 64
+  # The same causal attention split differently: may change when a run resumes.
+  causal_block_size: int = config_lib.setting(64, resume=True)
   tie_embeddings: bool = True
   pad_id: int = 0
   causal: bool = False

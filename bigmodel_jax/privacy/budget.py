@@ -10,8 +10,8 @@ Built by the trainer from `config.dp` once the data is loaded and before anythin
 import dataclasses
 
 import jax
-from ml_collections import ConfigDict
 
+from bigmodel_jax.config import Config
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.privacy import accounting
 from bigmodel_jax.privacy import dp_sgd
@@ -33,7 +33,7 @@ class DpPlan:
             'sampling_probability': self.accountant.sampling_probability}
 
 
-def plan(config: ConfigDict, num_train_examples: int, variables_shapes: dict, *,
+def plan(config: Config, num_train_examples: int, variables_shapes: dict, *,
          batch_multiple: int) -> DpPlan:
   """The plan of `config` (validated) on a training split of `num_train_examples`.
 

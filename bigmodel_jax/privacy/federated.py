@@ -29,9 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
-from ml_collections import ConfigDict
 
+
+from bigmodel_jax import config as config_lib
 from bigmodel_jax import models
+from bigmodel_jax.config import Config
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.privacy import accounting
 from bigmodel_jax.privacy import dp_sgd
@@ -76,7 +78,7 @@ def stack_clients(source, parts: list[np.ndarray]) -> dict[str, np.ndarray]:
   return stacked
 
 
-def make_round(model, task: tasks.Task, fed: ConfigDict, dp: dp_sgd.DpSgd | None,
+def make_round(model, task: tasks.Task, fed: Config, dp: dp_sgd.DpSgd | None,
                root_key: jax.Array):
   """`round_fn(params, clients, round) -> (params, metrics)`, pure (jit it once)."""
   local_sgd = optax.sgd(fed.client_learning_rate)
@@ -134,7 +136,7 @@ def make_round(model, task: tasks.Task, fed: ConfigDict, dp: dp_sgd.DpSgd | None
   return round_fn
 
 
-def _dp_setup(config: ConfigDict) -> tuple[dp_sgd.DpSgd | None, accounting.Accountant | None]:
+def _dp_setup(config: Config) -> tuple[dp_sgd.DpSgd | None, accounting.Accountant | None]:
   """Client-level DP: the noise (solved for target_epsilon over num_steps rounds) and accountant."""
   dp, fed = config.dp, config.federated
   if not dp.enabled:
@@ -151,11 +153,15 @@ def _dp_setup(config: ConfigDict) -> tuple[dp_sgd.DpSgd | None, accounting.Accou
           accounting.Accountant(probability, sigma, dp.delta))
 
 
-def train_federated(config: ConfigDict, workdir: str) -> dict[str, Any]:
+def train_federated(config: Config, workdir: str) -> dict[str, Any]:
   """Runs `config.num_steps` rounds of FedAvg in `workdir` (resuming it); returns the summary.
 
   Raises UserInputError, before anything is written, for a bad config or split.
   """
+  config = config_lib.as_config(config)
+  if config.federated is None:
+    raise UserInputError('a federated run needs config.federated (experiments/configs/'
+                         'federated.py has its fields)')
   validate_config(config)
   dataset = trained.load_dataset(config)
   task = tasks.create_task(dataset.spec, config.loss)
@@ -166,8 +172,8 @@ def train_federated(config: ConfigDict, workdir: str) -> dict[str, Any]:
                          f'{len(dataset.train)} training examples of {dataset.name}')
   dp, accountant = _dp_setup(config)
   if dp is not None:
-    config = config.copy_and_resolve_references()
-    config.dp.noise_multiplier = dp.noise_multiplier  # solved for dp.target_epsilon
+    # Solved for dp.target_epsilon: config.json says what the run used.
+    config = config.updated({'dp.noise_multiplier': dp.noise_multiplier})
   labels = np.array([dataset.train[i]['targets'] for i in range(len(dataset.train))])
   parts = split_clients(labels, fed.num_clients, fed.dirichlet_alpha, config.seed)
   clients = jax.device_put(stack_clients(dataset.train, parts))

@@ -11,14 +11,14 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from ml_collections import ConfigDict
 
+from bigmodel_jax.config import AdversarialConfig
 from bigmodel_jax.robust.attacks import Attack
 
 Batch = dict[str, jax.Array]
 
 
-def perturbation(adversarial: ConfigDict, model: nn.Module
+def perturbation(adversarial: AdversarialConfig, model: nn.Module
                  ) -> Callable[[Any, Batch, jax.Array], Batch] | None:
   """`perturb(params, batch, rng) -> batch` for `make_train_step`, or None when disabled.
 

@@ -20,8 +20,8 @@ import json
 import os
 from typing import Any
 
-from ml_collections import ConfigDict
 
+from bigmodel_jax.config import Config
 from bigmodel_jax.data import DataSpec, SpecError
 from bigmodel_jax.errors import UserInputError
 
@@ -78,20 +78,24 @@ def has_run(workdir: str) -> bool:
   return os.path.exists(os.path.join(workdir, CONFIG))
 
 
-def read_config(workdir: str) -> ConfigDict:
+def read_config(workdir: str) -> Config:
   """The config a run in `workdir` was started with, with fields added since filled in."""
   path = os.path.join(workdir, CONFIG)
   value = read_json(path)
   if not isinstance(value, dict) or not isinstance(value.get('model'), dict):
     raise UserInputError(f'{path} is damaged: it holds no run config; restore it from a copy or '
                          f'{_RETRAIN}')
-  for path, default in {**ADDED_FIELDS, **_ADDED_FOR_READING}.items():
-    section, field = path.split('.')
-    value.get(section, {}).setdefault(field, default)
-  return ConfigDict(value)
+  for field, default in {**ADDED_FIELDS, **_ADDED_FOR_READING}.items():
+    section, name = field.split('.')
+    value.get(section, {}).setdefault(name, default)
+  try:
+    return Config.from_dict(value)
+  except UserInputError as e:
+    raise UserInputError(f'{path} is damaged: {e.problem}; restore it from a copy or '
+                         f'{_RETRAIN}') from None
 
 
-def write_config(workdir: str, config: ConfigDict) -> None:
+def write_config(workdir: str, config: Config) -> None:
   write_json(os.path.join(workdir, CONFIG), config.to_dict())
 
 

@@ -2,11 +2,9 @@
 
 A workdir's checkpoints hold arrays shaped by its config and a data position that only means
 something for the same data, batch and seed; continuing them under another model, dataset or
-batch would fail at restore or, worse, silently train a different run. Only the fields below,
-which change how long and how visibly a run trains but not what it computes per step, may differ.
-
-`config.init.*` (where a run's first parameters came from) is not among them: a resumed run
-never reads it again, but config.json must keep saying truthfully where its weights started.
+batch would fail at restore or, worse, silently train a different run. Only the fields marked
+`resume` in the config's classes (bigmodel_jax/config.py and the model config classes), which
+change how long and how visibly a run trains but not what it computes per step, may differ.
 """
 
 import dataclasses
@@ -14,36 +12,11 @@ from typing import Any
 
 from absl import logging
 import numpy as np
-from ml_collections import ConfigDict
 
+from bigmodel_jax import config as config_lib
 from bigmodel_jax import models
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.run import files
-
-SAFE_FIELDS = frozenset({
-    'num_steps', 'log_every', 'eval_every', 'eval_batches', 'checkpoint_every',
-    'keep_checkpoints', 'skip_nonfinite_updates', 'preemption_sync_every',
-    # The schedule's length; its shape (name, peak, end ratio) would change the run.
-    'optimizer.warmup_steps', 'optimizer.decay_every',
-    'data.data_dir',  # where the same prepared data lives
-    # How the same update is split over devices and micro-batches; restoring reshards the
-    # checkpoint. The bits may change with the reduction order (README, Determinism).
-    'strategy', 'fsdp', 'grad_accum_steps',
-    'model.causal_block_size',  # how the same causal attention is split into query blocks
-    'dp.max_epsilon',  # the budget: where training stops, not what a step computes
-})
-SAFE_PREFIXES = ('sample.',  # what is printed after training
-                 'profile.')  # which steps are traced: not what they compute
-
-
-def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = list(value) if isinstance(value, tuple) else value
-  return flat
 
 
 def _model_defaults(name: str) -> dict[str, Any]:
@@ -52,7 +25,7 @@ def _model_defaults(name: str) -> dict[str, Any]:
   if name not in models.MODELS:
     return {}
   _, config_cls = models.MODELS[name]
-  return _flatten({'model': {f.name: _as_config_value(f.default)
+  return config_lib.flatten({'model': {f.name: _as_config_value(f.default)
                              for f in dataclasses.fields(config_cls)
                              if f.default is not dataclasses.MISSING}})
 
@@ -64,11 +37,12 @@ def _as_config_value(default: Any) -> Any:
   return np.dtype(default).name
 
 
-def check_config_change(saved: dict[str, Any], config: ConfigDict, workdir: str) -> None:
+def check_config_change(saved: dict[str, Any], config: config_lib.Config, workdir: str) -> None:
   """Logs the safe differences between `saved` (config.json) and `config`; refuses the others."""
-  new = _flatten(config.to_dict())
+  config = config_lib.as_config(config)
+  new = config_lib.flatten(config.to_dict())
   defaults = {**files.ADDED_FIELDS, **_model_defaults(config.model.name)}
-  old = {**{k: v for k, v in defaults.items() if k in new}, **_flatten(saved)}
+  old = {**{k: v for k, v in defaults.items() if k in new}, **config_lib.flatten(saved)}
   missing = object()
   changed = {k: (old.get(k, missing), new.get(k, missing)) for k in sorted(old.keys() | new.keys())
              if old.get(k, missing) != new.get(k, missing)}
@@ -78,7 +52,7 @@ def check_config_change(saved: dict[str, Any], config: ConfigDict, workdir: str)
                      f"{'(none)' if b is missing else repr(b)}" for k, (a, b) in fields.items())
 
   unsafe = {k: v for k, v in changed.items()
-            if k not in SAFE_FIELDS and not k.startswith(SAFE_PREFIXES)}
+            if not config_lib.may_differ(k, config_lib.RESUME, config)}
   if unsafe:
     older = any(a is missing for a, _ in unsafe.values())
     raise UserInputError(

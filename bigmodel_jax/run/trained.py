@@ -6,32 +6,30 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-from ml_collections import ConfigDict
 
+from bigmodel_jax import config as config_lib
 from bigmodel_jax import data
 from bigmodel_jax import models
+from bigmodel_jax.config import Config
 from bigmodel_jax.data import DataSpec
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.run import checkpoint
 from bigmodel_jax.run import files
 
 
-def is_multitask(config: ConfigDict) -> bool:
-  """Whether the run trains several tasks at once (`config.tasks`, see data/multitask.py)."""
-  return bool(config.get('tasks'))
-
-
-def load_dataset(config: ConfigDict) -> data.Dataset:
+def load_dataset(config: Config | Any) -> data.Dataset:
   """The dataset that a run's `config.data` names (or the datasets of its `config.tasks`), split
   with `config.data.split_seed` (None: `config.seed`)."""
+  config = config_lib.as_config(config)
   split_seed = config.data.split_seed
   options = dict(data_dir=config.data.data_dir, seq_len=config.data.seq_len,
                  tokenizer=config.data.tokenizer, vocab_size=config.data.vocab_size,
                  target=config.data.target, test_fraction=config.data.test_fraction,
                  validation_fraction=config.data.validation_fraction,
                  seed=config.seed if split_seed is None else split_seed)
-  if is_multitask(config):
-    return data.load_multitask(config.tasks.to_dict(), **options)
+  if config.is_multitask:
+    return data.load_multitask({name: task.to_dict() for name, task in config.tasks.items()},
+                               **options)
   return data.load_dataset(config.data.name, **options)
 
 
@@ -39,7 +37,7 @@ def load_dataset(config: ConfigDict) -> data.Dataset:
 class Run:
   """What a workdir says about its run."""
   workdir: str
-  config: ConfigDict
+  config: Config
   spec: DataSpec
 
   @property
@@ -68,7 +66,7 @@ class Trained:
     return self.run.spec
 
   @property
-  def config(self) -> ConfigDict:
+  def config(self) -> Config:
     return self.run.config
 
 

@@ -5,16 +5,19 @@ while workers run and after any of them stops.
 """
 
 import csv
+import dataclasses
 import io
 import math
 import os
+import typing
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
 from absl import logging
-from ml_collections import ConfigDict
 
+from bigmodel_jax.config import Config
 from bigmodel_jax.search import space as space_lib
 from bigmodel_jax.search import trial as trial_lib
 
@@ -78,21 +81,24 @@ def _literal(value: Any) -> str:
   return repr(value)
 
 
-def config_source(config: ConfigDict, header: str) -> str:
+def config_source(config: Config, header: str) -> str:
   """Python source of a config file that `experiments.train --config=` loads as `config`."""
   lines = [f'"""{header}"""', '', 'from ml_collections import config_dict', '', '',
            'def get_config():', '  config = config_dict.ConfigDict()']
 
-  def walk(node: ConfigDict, prefix: str) -> None:
-    for key in node.keys():
-      value, path = node[key], f'{prefix}.{key}'
-      if isinstance(value, ConfigDict):
+  def walk(node: Any, prefix: str) -> None:
+    hints = typing.get_type_hints(type(node)) if dataclasses.is_dataclass(node) else {}
+    items = ({f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
+             if dataclasses.is_dataclass(node) else node)
+    for key, value in items.items():
+      path = f'{prefix}.{key}'
+      if isinstance(value, Mapping) or dataclasses.is_dataclass(value):
         lines.append(f'  {path} = config_dict.ConfigDict()')
         walk(value, path)
       elif value is None:
-        field_type = node.get_ref(key).get_type()
-        lines.append(f'  {path} = config_dict.placeholder({field_type.__name__})'
-                     if field_type in (str, int, float, bool) else f'  {path} = None')
+        inner = [t for t in typing.get_args(hints.get(key)) if t is not type(None)]
+        lines.append(f'  {path} = config_dict.placeholder({inner[0].__name__})'
+                     if inner and inner[0] in (str, int, float, bool) else f'  {path} = None')
       else:
         lines.append(f'  {path} = {_literal(value)}')
 
@@ -101,7 +107,7 @@ def config_source(config: ConfigDict, header: str) -> str:
   return '\n'.join(lines)
 
 
-def write_best_config(study: optuna.Study, sweepdir: str, config: ConfigDict,
+def write_best_config(study: optuna.Study, sweepdir: str, config: Config,
                       space: space_lib.SearchSpace, metric: str) -> str | None:
   best = best_trial(study)
   if best is None:
@@ -146,7 +152,7 @@ def write_plots(study: optuna.Study, sweepdir: str) -> list[str]:
   return written
 
 
-def write_all(study: optuna.Study, sweepdir: str, config: ConfigDict,
+def write_all(study: optuna.Study, sweepdir: str, config: Config,
               space: space_lib.SearchSpace, metric: str, *, plots: bool = True) -> None:
   write_csv(study, sweepdir, metric)
   write_best_config(study, sweepdir, config, space, metric)

@@ -12,7 +12,6 @@ may be derived from the suggestions (a tuple of widths from one width). Optuna's
 (the first argument of `suggest_*`) are what the plots and the sampler see.
 """
 
-import copy
 import dataclasses
 import importlib.util
 import os
@@ -20,8 +19,8 @@ from typing import Any, Callable
 
 import numpy as np
 import optuna
-from ml_collections import ConfigDict
 
+from bigmodel_jax.config import Config
 from bigmodel_jax.errors import UserInputError
 
 FUNCTION = 'space'
@@ -63,40 +62,15 @@ def load_space(path: str) -> SearchSpace:
   return SearchSpace(path, fn)
 
 
-def apply(config: ConfigDict, fields: dict[str, Any], *, space_path: str) -> ConfigDict:
+def apply(config: Config, fields: dict[str, Any], *, space_path: str) -> Config:
   """A copy of `config` with `fields` set; UserInputError for a field it lacks or a bad type."""
-  config = copy.deepcopy(config)
-  for path, value in fields.items():
-    *parents, name = path.split('.')
-    node = config
-    for i, key in enumerate(parents):
-      if not isinstance(node, ConfigDict) or key not in node:
-        _unknown(config, '.'.join(parents[:i + 1]), path, space_path)
-      node = node[key]
-    if not isinstance(node, ConfigDict) or name not in node or isinstance(node[name], ConfigDict):
-      _unknown(config, path, path, space_path)
-    if isinstance(node[name], tuple) and isinstance(value, list):
-      value = tuple(value)  # a tuple field read back from JSON (a trial's user attributes)
-    try:
-      node[name] = value
-    except (TypeError, ValueError) as e:
-      raise UserInputError(f'sets config.{path} to {value!r}, which it cannot take: '
-                           f'{str(e).splitlines()[0]}', subject='space', value=space_path) from None
-  return config
+  try:
+    return config.updated(fields)
+  except UserInputError as e:
+    raise UserInputError(f'names {e.problem}', subject='space', value=space_path) from None
 
 
-def _unknown(config: ConfigDict, missing: str, path: str, space_path: str) -> None:
-  parent, _, _ = missing.rpartition('.')
-  node = config
-  for key in filter(None, parent.split('.')):
-    node = node[key]
-  fields = ', '.join(sorted(k for k in node.keys()))
-  raise UserInputError(f'names config.{path}, which the config does not have (config'
-                       f"{'.' + parent if parent else ''} has: {fields})", subject='space',
-                       value=space_path)
-
-
-def dry_run(space: SearchSpace, config: ConfigDict) -> tuple[ConfigDict, dict[str, Any]]:
+def dry_run(space: SearchSpace, config: Config) -> tuple[Config, dict[str, Any]]:
   """Samples the space once on a throw-away study: the config it makes, and its distributions.
 
   Any error the file raises, a field the config lacks or a value of the wrong type surfaces

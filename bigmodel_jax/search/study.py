@@ -19,23 +19,17 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from ml_collections import ConfigDict
 
+from bigmodel_jax import config as config_lib
+from bigmodel_jax.config import Config
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.run import lock
-from bigmodel_jax.run import resume
 
 JOURNAL = 'study.journal'
 SAMPLERS = ('tpe', 'random', 'grid')
 PRUNERS = ('median', 'halving', 'none')
 DIRECTIONS = ('minimize', 'maximize')
 
-# Config fields that may differ between the workers of one study (or a rerun): where the same
-# data lives, how a run logs and saves, how a step is split over devices, and what is traced.
-# Anything else would make the trials incomparable.
-_SAFE_FIELDS = frozenset({'data.data_dir', 'log_every', 'checkpoint_every', 'keep_checkpoints',
-                          'preemption_sync_every', 'strategy', 'fsdp', 'grad_accum_steps'})
-_SAFE_PREFIXES = ('profile.', 'sample.')
 _CONFIG_ATTR, _METRIC_ATTR = 'bigmodel_jax.config', 'bigmodel_jax.metric'
 
 optuna.logging.set_verbosity(logging.WARNING)  # the sweep logs its own line per trial
@@ -122,7 +116,7 @@ def create_pruner(name: str, *, startup_trials: int = 2,
   return optuna.pruners.NopPruner()
 
 
-def open_study(storage, name: str, *, direction: str, sampler, pruner, config: ConfigDict,
+def open_study(storage, name: str, *, direction: str, sampler, pruner, config: Config,
                metric: str) -> optuna.Study:
   """Creates the study, or loads it when it exists and was made for the same config and metric."""
   try:
@@ -144,7 +138,7 @@ def open_study(storage, name: str, *, direction: str, sampler, pruner, config: C
   return study
 
 
-def _check_same(study: optuna.Study, direction: str, config: ConfigDict, metric: str,
+def _check_same(study: optuna.Study, direction: str, config: Config, metric: str,
                 name: str) -> None:
   saved_direction = study.direction.name.lower()
   saved_metric = study.user_attrs.get(_METRIC_ATTR)
@@ -156,12 +150,15 @@ def _check_same(study: optuna.Study, direction: str, config: ConfigDict, metric:
   saved = study.user_attrs.get(_CONFIG_ATTR)
   if saved is None:
     return
-  old = resume._flatten(json.loads(saved))  # pylint: disable=protected-access
-  new = resume._flatten(json.loads(json.dumps(config.to_dict())))  # pylint: disable=protected-access
+  old = config_lib.flatten(json.loads(saved))
+  new = config_lib.flatten(config.to_dict())
   missing = object()
+  # Fields marked `sweep` (where the data lives, how a run logs and saves, how a step is split
+  # over devices, what is traced) may differ between workers; any other would make the trials
+  # incomparable.
   changed = sorted(k for k in old.keys() | new.keys()
                    if old.get(k, missing) != new.get(k, missing)
-                   and k not in _SAFE_FIELDS and not k.startswith(_SAFE_PREFIXES))
+                   and not config_lib.may_differ(k, config_lib.SWEEP, config))
   if changed:
     described = ', '.join(f'{k}: {old.get(k, "(none)")!r} -> {new.get(k, "(none)")!r}'
                           for k in changed[:5])

@@ -13,9 +13,9 @@ import os
 from typing import Any
 
 import optuna
-from ml_collections import ConfigDict
 
 from bigmodel_jax import data
+from bigmodel_jax.config import Config
 from bigmodel_jax.errors import NonFiniteError, UserInputError
 from bigmodel_jax.run import files
 from bigmodel_jax.run import trained
@@ -41,16 +41,16 @@ def workdir(sweepdir: str, number: int) -> str:
   return os.path.join(sweepdir, TRIALS, str(number))
 
 
-def validation_metrics(config: ConfigDict) -> tuple[str, ...]:
+def validation_metrics(config: Config) -> tuple[str, ...]:
   """The validation metrics the runs of `config` report; a multi-task run's are its weighted
   'loss' and each task's as 'NAME/metric'."""
-  if not trained.is_multitask(config):
+  if not config.is_multitask:
     return VALIDATION_METRICS[data.dataset_task(config.data.name)]
   return ('loss', *(f'{name}/{key}' for name, task in config.tasks.items()
                     for key in VALIDATION_METRICS[data.dataset_task(task.dataset)]))
 
 
-def metric_key(metric: str, config: ConfigDict | None = None) -> str:
+def metric_key(metric: str, config: Config | None = None) -> str:
   """'validation.loss' -> 'loss'; UserInputError for a metric the runs of `config` do not report."""
   key = metric[len(METRIC_PREFIX):] if metric.startswith(METRIC_PREFIX) else ''
   if not key:
@@ -58,7 +58,7 @@ def metric_key(metric: str, config: ConfigDict | None = None) -> str:
                          'validation.loss, validation.accuracy): trials are compared on the '
                          'validation split, never on test', subject='metric', value=metric)
   if config is not None and key not in validation_metrics(config):
-    task = 'multitask' if trained.is_multitask(config) else data.dataset_task(config.data.name)
+    task = 'multitask' if config.is_multitask else data.dataset_task(config.data.name)
     raise UserInputError(f'is not reported by {task} runs; choose one of: '
                          f"{', '.join(METRIC_PREFIX + k for k in validation_metrics(config))}",
                          subject='metric', value=metric)
@@ -115,7 +115,7 @@ class Outcome:
   message: str = ''
 
 
-def run(trial: optuna.Trial, *, space: space_lib.SearchSpace, config: ConfigDict, sweepdir: str,
+def run(trial: optuna.Trial, *, space: space_lib.SearchSpace, config: Config, sweepdir: str,
         metric: str) -> Outcome:
   """Runs (or resumes) `trial` in its workdir; the outcome to tell Optuna.
 

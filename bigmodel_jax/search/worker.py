@@ -22,8 +22,8 @@ from typing import Callable
 
 import optuna
 from absl import logging
-from ml_collections import ConfigDict
 
+from bigmodel_jax.config import Config
 from bigmodel_jax.errors import Preempted
 from bigmodel_jax.run import lock
 from bigmodel_jax.search import space as space_lib
@@ -48,7 +48,7 @@ class Sweep:
   sweepdir: str
   study: optuna.Study
   space: space_lib.SearchSpace
-  config: ConfigDict
+  config: Config
   metric: str
   num_trials: int
 

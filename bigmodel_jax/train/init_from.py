@@ -37,9 +37,9 @@ import numpy as np
 from absl import logging
 from flax import traverse_util
 from jax.sharding import NamedSharding, PartitionSpec
-from ml_collections import ConfigDict
 
 from bigmodel_jax import models
+from bigmodel_jax.config import Config, InitConfig
 from bigmodel_jax.data import CharTokenizer, DataSpec
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.run import checkpoint
@@ -58,14 +58,10 @@ def parse_source(value: str) -> tuple[str, int | None]:
   return value, None
 
 
-def check_patterns(config: ConfigDict, field: str) -> tuple[re.Pattern, ...]:
-  """The compiled regexes of `config.<field>` (a tuple of strings); UserInputError if one fails."""
-  values = config
-  for key in field.split('.'):
-    values = values[key]
-  if isinstance(values, str) or not all(isinstance(v, str) for v in values):
-    raise UserInputError(f'config.{field} must be a tuple of regexes, e.g. ("head",), '
-                         f'got {values!r}')
+def check_patterns(init: InitConfig, field: str) -> tuple[re.Pattern, ...]:
+  """The compiled regexes of `config.init.<field>`; UserInputError if one fails."""
+  values = getattr(init, field)
+  field = f'init.{field}'
   compiled = []
   for value in values:
     try:
@@ -103,7 +99,7 @@ class Plan:
   token_rows: tuple[int, ...] | None = None
 
 
-def plan(config: ConfigDict, model: nn.Module, spec: DataSpec) -> Plan:
+def plan(config: Config, model: nn.Module, spec: DataSpec) -> Plan:
   """Checks `config.init` against the source run and `model`'s parameter shapes.
 
   Raises:
@@ -146,8 +142,8 @@ def plan(config: ConfigDict, model: nn.Module, spec: DataSpec) -> Plan:
     converted = jax.eval_shape(_to_layout_of_target(source_scanned), source_params)
   source_shapes = flat_paths(converted)
   target_shapes = flat_paths(target_params)
-  include = check_patterns(config, 'init.include')
-  exclude = check_patterns(config, 'init.exclude')
+  include = check_patterns(config.init, 'include')
+  exclude = check_patterns(config.init, 'exclude')
   paths = sorted(target_shapes)
   bad = unmatched(include + exclude, paths)
   if bad:

@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import optax
 from absl import logging
-from ml_collections import ConfigDict
 
+from bigmodel_jax import config as config_lib
 from bigmodel_jax import cost
 from bigmodel_jax import data
 from bigmodel_jax import models
@@ -88,7 +88,7 @@ def _restore_or_init(checkpointer: Checkpointer, strategy: strategies.Strategy,
 @dataclasses.dataclass(frozen=True)
 class RunParts:
   """What a run builds from its config before it touches the workdir (see `build_run`)."""
-  config: ConfigDict
+  config: config_lib.Config
   dataset: data.Dataset
   task: tasks.Task
   model: nn.Module
@@ -157,7 +157,7 @@ class RunParts:
         # A multi-task example is a row of each task.
         tokens_per_example=spec.seq_len * max(len(spec.tasks), 1) if spec.is_text else None,
         flops_per_step=flops_per_step, device_kind=jax.devices()[0].device_kind,
-        num_devices=self.strategy.num_devices, dtype=self.config.model.get('dtype', 'float32'))
+        num_devices=self.strategy.num_devices, dtype=self.config.model.dtype)
 
   def evaluator(self, split: str) -> Callable[[Any], dict[str, float]]:
     """params -> the task's metrics on `split` (at most config.eval_batches batches)."""
@@ -167,11 +167,13 @@ class RunParts:
                              max_batches=self.config.eval_batches or None)
 
 
-def build_run(config: ConfigDict) -> RunParts:
+def build_run(config: Any) -> RunParts:
   """Validates `config` and builds its data, task, model, optimizer and strategy.
 
-  Everything that can reject the input happens here, before any file is written.
+  Everything that can reject the input happens here, before any file is written. `config` is a
+  Config, or what `config_lib.as_config` converts (an ml_collections ConfigDict).
   """
+  config = config_lib.as_config(config)
   validate_config(config)
   dataset = trained.load_dataset(config)
   check_data_fits(config, dataset.spec)
@@ -191,12 +193,12 @@ def build_run(config: ConfigDict) -> RunParts:
         config, len(dataset.train),
         dp_budget.model_variables(model, dataset.spec.example_inputs()),
         batch_multiple=strategy.num_devices * config.grad_accum_steps * jax.process_count())
-    config = config.copy_and_resolve_references()
-    config.dp.noise_multiplier = dp.step.noise_multiplier  # solved for dp.target_epsilon
+    # Solved for dp.target_epsilon: config.json says what the run used.
+    config = config.updated({'dp.noise_multiplier': dp.step.noise_multiplier})
   return RunParts(config, dataset, task, model, tx, schedule, strategy, dp)
 
 
-def train_and_evaluate(config: ConfigDict, workdir: str, *,
+def train_and_evaluate(config: Any, workdir: str, *,
                        hooks: tuple[hooks_lib.Hook, ...] = (),
                        parts: RunParts | None = None) -> dict[str, Any]:
   """Trains the run that `config` describes in `workdir`; returns the summary.
@@ -215,6 +217,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
   """
   # 1. Everything that can reject the input, before the workdir is touched.
   parts = parts or build_run(config)
+  config = parts.config
   train_iter = parts.train_batches()
   # Another run's parameters matter only where this workdir has no checkpoint of its own; a
   # resumed run neither reads nor needs the source.
@@ -309,10 +312,10 @@ def _run_in_workdir(parts: RunParts, workdir: str, train_iter, preemption: Preem
   return summary
 
 
-def _profiler(config: ConfigDict, workdir: str) -> hooks_lib.Profile | None:
+def _profiler(config: config_lib.Config, workdir: str) -> hooks_lib.Profile | None:
   """The profiler hook of config.profile, or None when profiling is off."""
-  profile = config.get('profile')
-  if profile is None or not profile.num_steps:
+  profile = config.profile
+  if not profile.num_steps:
     return None
   return hooks_lib.Profile(profile.start_step, profile.num_steps,
                            os.path.join(workdir, files.PROFILE))

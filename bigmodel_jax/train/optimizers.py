@@ -16,8 +16,8 @@ from typing import Any
 import jax
 import optax
 from flax import traverse_util
-from ml_collections import ConfigDict
 
+from bigmodel_jax.config import OptimizerConfig
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.models.base import kernel_matrix_axes
 
@@ -28,7 +28,7 @@ OPTIMIZERS = ('sgd', 'momentum', 'adam', 'adamw', 'muon')
 SCHEDULES = ('constant', 'warmup_cosine', 'step')
 
 
-def create_schedule(config: ConfigDict, total_steps: int) -> optax.Schedule:
+def create_schedule(config: OptimizerConfig, total_steps: int) -> optax.Schedule:
   """Learning rate per step.
 
   constant: warmup then flat. warmup_cosine: linear warmup to `learning_rate`, cosine decay to
@@ -60,8 +60,8 @@ def decay_mask(params: Any) -> Any:
       lambda path, p: p.ndim > 1 and _key_name(path[-1]) not in ('bias', 'scale'), params)
 
 
-def _lr_multipliers(config: ConfigDict) -> tuple[tuple[re.Pattern, float], ...]:
-  pairs = config.get('lr_multipliers', ())
+def _lr_multipliers(config: OptimizerConfig) -> tuple[tuple[re.Pattern, float], ...]:
+  pairs = config.lr_multipliers
   try:
     compiled = tuple((re.compile(regex), float(factor)) for regex, factor in pairs)
   except (TypeError, ValueError, re.error) as e:
@@ -83,24 +83,24 @@ def _patterns(values: Any, field: str) -> tuple[re.Pattern, ...]:
     raise UserInputError(f'{field}: {values!r} holds a bad regex ({e})') from None
 
 
-def check_groups(config: ConfigDict) -> None:
+def check_groups(config: OptimizerConfig) -> None:
   """The syntax of config.optimizer.freeze and lr_multipliers (UserInputError if bad)."""
-  _patterns(config.get('freeze', ()), 'config.optimizer.freeze')
+  _patterns(config.freeze, 'config.optimizer.freeze')
   _lr_multipliers(config)
 
 
-def has_groups(config: ConfigDict, train_only: tuple[str, ...] = ()) -> bool:
+def has_groups(config: OptimizerConfig, train_only: tuple[str, ...] = ()) -> bool:
   """Whether any leaf is frozen or has its own learning rate (else the plain chain is used)."""
-  return bool(config.get('freeze') or config.get('lr_multipliers') or train_only)
+  return bool(config.freeze or config.lr_multipliers or train_only)
 
 
-def param_labels(config: ConfigDict, params: Any, train_only: tuple[str, ...] = ()) -> Any:
+def param_labels(config: OptimizerConfig, params: Any, train_only: tuple[str, ...] = ()) -> Any:
   """The group of every leaf of `params`: FROZEN, or 'lr*<factor>' (1.0: the plain rate).
 
   `train_only` (regexes; LoRA sets it): where given, the leaves it does not match are frozen.
   Raises UserInputError for a regex that matches no leaf (a typo would silently train all).
   """
-  freeze = _patterns(config.get('freeze', ()), 'config.optimizer.freeze')
+  freeze = _patterns(config.freeze, 'config.optimizer.freeze')
   only = _patterns(train_only, 'the trained parameters')
   multipliers = _lr_multipliers(config)
   paths = ['/'.join(path) for path in traverse_util.flatten_dict(params)]
@@ -119,7 +119,7 @@ def param_labels(config: ConfigDict, params: Any, train_only: tuple[str, ...] = 
   return traverse_util.path_aware_map(label, params)
 
 
-def count_trainable(config: ConfigDict, params: Any, train_only: tuple[str, ...] = ()) -> int:
+def count_trainable(config: OptimizerConfig, params: Any, train_only: tuple[str, ...] = ()) -> int:
   """How many parameters of `params` (real or abstract) train: those outside FROZEN."""
   labels = param_labels(config, params, train_only)
   return sum(leaf.size for leaf, group in zip(jax.tree.leaves(params), jax.tree.leaves(labels))
@@ -131,7 +131,7 @@ MatrixAxes = Callable[[tuple[str, ...], tuple[int, ...]],
                       tuple[tuple[int, ...], tuple[int, ...]] | None]
 
 
-def _muon(config: ConfigDict, learning_rate: optax.ScalarOrSchedule,
+def _muon(config: OptimizerConfig, learning_rate: optax.ScalarOrSchedule,
           matrix_axes: MatrixAxes) -> optax.GradientTransformation:
   """Muon on the weight matrices, AdamW (b1, b2, eps; no decay) on everything else.
 
@@ -154,7 +154,7 @@ def _key_name(key: Any) -> str:
   return str(getattr(key, 'key', getattr(key, 'name', key)))
 
 
-def _update_rule(config: ConfigDict, learning_rate: optax.ScalarOrSchedule,
+def _update_rule(config: OptimizerConfig, learning_rate: optax.ScalarOrSchedule,
                  matrix_axes: MatrixAxes) -> list[optax.GradientTransformation]:
   """Weight decay and the update rule of `config.name` at `learning_rate`."""
   parts = []
@@ -178,7 +178,7 @@ def _update_rule(config: ConfigDict, learning_rate: optax.ScalarOrSchedule,
   return parts
 
 
-def create_optimizer(config: ConfigDict, total_steps: int, *, train_only: tuple[str, ...] = (),
+def create_optimizer(config: OptimizerConfig, total_steps: int, *, train_only: tuple[str, ...] = (),
                      matrix_axes: MatrixAxes = kernel_matrix_axes
                      ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Returns the optimizer and its schedule (the loop logs the schedule's value).

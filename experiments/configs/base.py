@@ -1,113 +1,69 @@
-"""Fields every run has; the model files start from here and change what differs."""
+"""The config files' starting point: every field at the default `bigmodel_jax.config` gives it.
 
+The schema and its defaults live in the library (`bigmodel_jax/config.py`, the model config
+classes); these files hold values. A config file is an ml_collections ConfigDict so that every
+field can be overridden on the command line (`--config.FIELD=V`); the commands convert it once
+to the typed `Config`.
+"""
+
+import dataclasses
+import typing
+
+import numpy as np
 from ml_collections import config_dict
+
+from bigmodel_jax import config as config_lib
+from bigmodel_jax import models
+
+
+def _optional(hint) -> type | None:
+  """X of `X | None`, else None."""
+  args = [a for a in typing.get_args(hint) if a is not type(None)]
+  return args[0] if type(None) in typing.get_args(hint) else None
+
+
+def section(cls: type, **values) -> config_dict.ConfigDict:
+  """The ConfigDict of section `cls` at its defaults, with `values` set."""
+  hints = typing.get_type_hints(cls)
+  node = config_dict.ConfigDict()
+  for field in dataclasses.fields(cls):
+    if field.default is not dataclasses.MISSING:
+      default = field.default
+    elif field.default_factory is not dataclasses.MISSING:
+      default = field.default_factory()
+    else:
+      continue
+    inner = _optional(hints[field.name])
+    if isinstance(default, config_lib.Section):
+      node[field.name] = section(type(default))
+    elif default is None and issubclass(inner, config_lib.Section):
+      continue  # an optional section (config.sample, config.federated): the files add it
+    elif default is None:
+      node[field.name] = config_dict.placeholder(inner)  # typed, so that it can be overridden
+    elif not isinstance(default, dict):  # config.tasks: multi-task files add it
+      node[field.name] = default
+  for name, value in values.items():
+    node[name] = value
+  return node
+
+
+def model(name: str, **values) -> config_dict.ConfigDict:
+  """config.model for model `name`: every field of its config class at its default, then `values`."""
+  _, config_cls = models.MODELS[name]
+  defaults = {f.name: f.default for f in dataclasses.fields(config_cls)}
+  node = config_dict.ConfigDict({'name': name})
+  for field in models.config_fields(name):
+    default = defaults[field]
+    node[field] = default if isinstance(default, (str, int, float, bool, tuple)) else (
+        np.dtype(default).name)
+  for field, value in values.items():
+    node[field] = value
+  return node
 
 
 def get_base_config() -> config_dict.ConfigDict:
-  config = config_dict.ConfigDict()
-  config.seed = 0
-
-  # `name` plus fields of the model's config class (`models.config_fields(name)`); the sizes the
-  # data decides (classes, vocabulary, context) come from the dataset, not from here.
+  """Every section but the model's (each model file sets it with `model`) and the optional ones
+  (config.sample for language models, config.federated, config.tasks for multi-task runs)."""
+  config = section(config_lib.Config)
   config.model = config_dict.ConfigDict()
-
-  config.data = config_dict.ConfigDict()
-  config.data.name = 'digits'          # --dataset; see README for the list
-  config.data.data_dir = config_dict.placeholder(str)  # TFDS data_dir (None: TFDS default)
-  config.data.seq_len = 128            # text: tokens per example
-  config.data.tokenizer = 'char'       # text: 'char', 'byte', 'word' or 'bpe'
-  config.data.vocab_size = 10_000      # word and bpe: ids learned from the train split
-  config.data.target = config_dict.placeholder(str)    # csv: the target column
-  config.data.test_fraction = 0.2      # embedded and csv sets: held-out test share
-  config.data.validation_fraction = 0.1  # the validation share (see README, Datasets)
-  # Seed of the random splits (None: config.seed). Set it to vary config.seed (initialisation,
-  # shuffling, dropout) over one split, e.g. to compare runs on a test set none of them saw.
-  config.data.split_seed = config_dict.placeholder(int)
-
-  # Start from another run's parameters (README, Reuse) where this workdir has no checkpoint
-  # yet: 'WORKDIR' (its newest intact step) or 'WORKDIR:STEP'. include/exclude: regexes over
-  # '/'-joined parameter paths (include: all when empty); the rest starts from the seed.
-  config.init = config_dict.ConfigDict()
-  config.init.workdir = config_dict.placeholder(str)
-  config.init.include = ()
-  config.init.exclude = ()
-
-  config.loss = config_dict.placeholder(str)  # None: the task's default
-  config.batch_size = 128              # global batch (all devices, all micro-batches)
-  config.grad_accum_steps = 1          # micro-batches per step
-  config.strategy = 'auto'             # single | mesh | pmap | auto (mesh on >1 device)
-  config.fsdp = False                  # mesh: split params and optimizer state over the devices
-  config.num_steps = 1000
-
-  config.optimizer = config_dict.ConfigDict()
-  config.optimizer.name = 'adamw'      # sgd | momentum | adam | adamw | muon
-  config.optimizer.learning_rate = 1e-3
-  config.optimizer.schedule = 'warmup_cosine'  # constant | warmup_cosine | step
-  config.optimizer.warmup_steps = 50
-  config.optimizer.min_lr_ratio = 0.1  # warmup_cosine: final lr / peak lr
-  config.optimizer.decay_every = 1000  # step: steps between decays
-  config.optimizer.decay_factor = 0.1  # step: lr multiplier at each decay
-  config.optimizer.momentum = 0.9
-  config.optimizer.nesterov = False
-  config.optimizer.muon_beta = 0.95    # muon: momentum of the orthogonalised matrix updates
-  config.optimizer.b1 = 0.9
-  config.optimizer.b2 = 0.999
-  config.optimizer.eps = 1e-8
-  config.optimizer.weight_decay = 1e-4  # not applied to biases and norm scales
-  config.optimizer.grad_clip_norm = 1.0  # 0 disables
-  # Parameter groups by '/'-joined path (README, Reuse): regexes of leaves that never change,
-  # and ((regex, factor), ...) scaling the learning rate of the leaves matched (first pair wins).
-  config.optimizer.freeze = ()
-  config.optimizer.lr_multipliers = ()
-
-  # Adversarial training (Madry et al.) of image classifiers: each step trains on PGD examples
-  # made from its batch with the current params (README, Robustness and explanations).
-  config.adversarial = config_dict.ConfigDict()
-  config.adversarial.enabled = False
-  config.adversarial.eps = 0.1         # the attack budget, in pixel units of [0, 1] images
-  config.adversarial.norm = 'linf'     # linf | l2
-  config.adversarial.steps = 7         # PGD steps per training batch
-  config.adversarial.step_size = config_dict.placeholder(float)  # None: 2.5 eps / steps
-  config.adversarial.fraction = 1.0    # share of each batch replaced by adversarial examples
-
-  # A NaN/Inf loss or gradient stops the run (naming the step and the last good checkpoint);
-  # True skips such updates instead and logs how many were skipped.
-  config.skip_nonfinite_updates = False
-
-  # DP-SGD (README, Privacy): Poisson-sampled batches, per-example clipping, Gaussian noise.
-  config.dp = config_dict.ConfigDict()
-  config.dp.enabled = False
-  config.dp.clip_norm = 1.0            # C: each example's gradient is scaled to norm <= C
-  config.dp.noise_multiplier = 1.0     # sigma: noise std sigma * C on the summed gradient
-  config.dp.target_epsilon = config_dict.placeholder(float)  # solve sigma for num_steps
-  config.dp.delta = 1e-5               # epsilon is reported at this delta (< 1 / train size)
-  config.dp.max_epsilon = config_dict.placeholder(float)  # end the run before exceeding it
-
-  config.log_every = 100
-  config.eval_every = 500
-  config.eval_batches = 0              # 0: the whole validation split
-  # Multi-host: how often the processes agree whether one of them got SIGTERM/SIGINT (one
-  # small all-gather; every process then saves and stops at the same step).
-  config.preemption_sync_every = 10
-  config.checkpoint_every = 500
-  config.keep_checkpoints = 3
-
-  # jax.profiler trace of steps start_step .. start_step + num_steps - 1 into workdir/profile
-  # (TensorBoard's profile plugin and Perfetto open it). num_steps 0: off, and free.
-  config.profile = config_dict.ConfigDict()
-  config.profile.start_step = 10
-  config.profile.num_steps = 0
   return config
-
-
-def add_transformer_options(model) -> None:
-  """The options every transformer config shares (LM, classifier, multi-task), at their defaults."""
-  model.attention_impl = 'explicit'  # or 'fused' (jax.nn.dot_product_attention; cuDNN on GPU)
-  model.causal_block_size = 64       # explicit causal attention: queries per block
-  model.dtype = 'float32'            # compute: 'bfloat16' on accelerators
-  model.param_dtype = 'float32'
-  model.scan_layers = False          # True: nn.scan over the blocks (flat compile time)
-  model.remat = 'none'               # 'full', 'dots': recompute activations in backward
-  model.lora_rank = 0                # > 0: LoRA adapters (README, Reuse)
-  model.lora_alpha = 8.0
-  model.lora_targets = 'attention/(query|value)'

@@ -5,12 +5,8 @@ from experiments.configs import base
 
 def get_config():
   config = base.get_base_config()
-  config.model.name = 'cnn'
-  config.model.conv_features = (32, 64, 64)
-  config.model.dense_features = (64,)
-  config.model.dropout_rate = 0.1
-  config.model.dtype = 'float32'        # compute
-  config.model.param_dtype = 'float32'
+  config.model = base.model('cnn', conv_features=(32, 64, 64), dense_features=(64,),
+                            dropout_rate=0.1)
   config.data.name = 'digits'
   config.batch_size = 64
   config.num_steps = 600

@@ -1,7 +1,7 @@
 """FedAvg of the digits MLP over simulated clients (python -m experiments.federated)."""
 
-from ml_collections import config_dict
-
+from bigmodel_jax import config as config_lib
+from experiments.configs import base
 from experiments.configs import mlp
 
 
@@ -12,13 +12,6 @@ def get_config():
   config.log_every = 10
   config.eval_every = 25
   config.checkpoint_every = 50
-  config.federated = config_dict.ConfigDict()
-  config.federated.num_clients = 100
-  config.federated.clients_per_round = 10
-  config.federated.dirichlet_alpha = config_dict.placeholder(float)  # None: IID split
-  config.federated.local_steps = 10    # SGD steps of each client per round
-  config.federated.local_batch_size = 16
-  config.federated.client_learning_rate = 0.1
-  config.federated.server_learning_rate = 1.0
-  config.federated.prox_mu = 0.0       # FedProx proximal term (0: plain FedAvg)
+  # 100 clients, 10 a round, 10 local SGD steps each, IID (bigmodel_jax/config.py).
+  config.federated = base.section(config_lib.FederatedConfig)
   return config

@@ -9,13 +9,7 @@ from experiments.configs import base
 
 def get_config():
   config = base.get_base_config()
-  config.model.name = 'lstm'
-  config.model.embed_dim = 32
-  config.model.hidden_size = 128
-  config.model.bidirectional = False
-  config.model.dropout_rate = 0.0
-  config.model.dtype = 'float32'
-  config.model.param_dtype = 'float32'
+  config.model = base.model('lstm', embed_dim=32, hidden_size=128)
   config.data.name = 'shakespeare_genre'
   config.data.tokenizer = 'word'
   config.data.vocab_size = 10_000

@@ -5,12 +5,7 @@ from experiments.configs import base
 
 def get_config():
   config = base.get_base_config()
-  config.model.name = 'mlp'
-  config.model.hidden_sizes = (128,)
-  config.model.activation = 'relu'
-  config.model.dropout_rate = 0.1
-  config.model.dtype = 'float32'        # compute
-  config.model.param_dtype = 'float32'
+  config.model = base.model('mlp', hidden_sizes=(128,), activation='relu', dropout_rate=0.1)
   config.data.name = 'digits'
   config.batch_size = 64
   config.num_steps = 1000

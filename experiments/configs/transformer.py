@@ -3,22 +3,13 @@
 The preset for accelerators (nanoGPT's shakespeare-char size) is transformer_shakespeare_char.py.
 """
 
-from ml_collections import config_dict
-
+from bigmodel_jax import config as config_lib
 from experiments.configs import base
 
 
 def get_config():
   config = base.get_base_config()
-  config.model.name = 'transformer'
-  config.model.num_layers = 2
-  config.model.num_heads = 4
-  config.model.d_model = 128
-  config.model.mlp_ratio = 4
-  config.model.dropout_rate = 0.0
-  config.model.attention_dropout_rate = 0.0
-  config.model.tie_embeddings = True
-  base.add_transformer_options(config.model)
+  config.model = base.model('transformer', num_layers=2, num_heads=4, d_model=128)
 
   config.data.name = 'shakespeare'
   config.data.seq_len = 128
@@ -40,10 +31,5 @@ def get_config():
   config.checkpoint_every = 500
 
   # The text printed after training (and the defaults of experiments.generate).
-  config.sample = config_dict.ConfigDict()
-  config.sample.prompt = '\n'
-  config.sample.num_tokens = 500
-  config.sample.temperature = 0.8
-  config.sample.top_k = 0   # 0: no top-k filtering
-  config.sample.top_p = 1.0  # 1: no nucleus filtering
+  config.sample = base.section(config_lib.SampleConfig)
   return config

@@ -8,16 +8,10 @@ from experiments.configs import base
 
 def get_config():
   config = base.get_base_config()
-  config.model.name = 'transformer_classifier'
-  config.model.num_layers = 2
-  config.model.num_heads = 4
-  config.model.d_model = 128
-  config.model.mlp_ratio = 4
-  config.model.dropout_rate = 0.1
-  config.model.attention_dropout_rate = 0.0
-  config.model.causal = False              # True: attend as the LM does (an LM trunk transfers)
-  config.model.pool = 'mean'                # or 'last': the head reads the last token's state
-  base.add_transformer_options(config.model)
+  # causal=True attends as the LM does (an LM trunk transfers); pool='last' reads the last
+  # token's state instead of the mean.
+  config.model = base.model('transformer_classifier', num_layers=2, num_heads=4, d_model=128,
+                            dropout_rate=0.1, causal=False, pool='mean')
   config.data.name = 'shakespeare_genre'
   config.data.seq_len = 128
   config.batch_size = 32

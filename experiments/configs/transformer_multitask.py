@@ -16,9 +16,8 @@ def get_config():
   config = base.get_base_config()
   # The default LM's trunk, tied embeddings included (the 'lm' heads' output is the token
   # embedding), so that an LM run initialises it.
-  config.model = transformer.get_config().model
-  config.model.name = 'transformer_multitask'
-  config.model.causal = True                # required by an 'lm' head
+  trunk = {k: v for k, v in transformer.get_config().model.items() if k != 'name'}
+  config.model = base.model('transformer_multitask', **{**trunk, 'causal': True})  # 'lm' heads
 
   # The tasks share the data options below (one tokenizer, one seq_len); config.data.name
   # stays 'multitask'.

@@ -14,6 +14,7 @@ from conftest import REPO, run_module
 
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.search import results
+from bigmodel_jax.config import as_config
 from bigmodel_jax.search import space as space_lib
 from bigmodel_jax.search import study as study_lib
 from bigmodel_jax.search import trial as trial_lib
@@ -49,7 +50,7 @@ def test_pruning_stops_a_clearly_bad_trial_early_and_results_rank_the_rest(tmp_p
   config.strategy = 'single'
   config.num_steps, config.eval_every, config.log_every, config.checkpoint_every = 30, 5, 5, 30
   config.eval_batches, config.optimizer.warmup_steps = 1, 0
-  config.lock()
+  config = as_config(config)
   space = space_lib.load_space(_space_file(tmp_path))
   sweepdir = str(tmp_path / 'sweep')
   os.makedirs(sweepdir)
@@ -86,7 +87,7 @@ def test_pruning_stops_a_clearly_bad_trial_early_and_results_rank_the_rest(tmp_p
 
 @pytest.mark.parametrize('args,message', [
     (['--space={bad_syntax}'], 'cannot be loaded: SyntaxError'),
-    (['--space={unknown_field}'], "names config.model.widths, which the config does not have "
+    (['--space={unknown_field}'], "names config.model.widths: no such field "
                                   '(config.model has: activation, dropout_rate'),
     (['--sampler=bayes'], 'value should be one of'),
     (['--storage=sqlite:////nonexistent/dir/study.db'], 'cannot be opened: OperationalError'),
@@ -177,7 +178,7 @@ def test_sigkill_mid_trial_then_rerun_resumes_that_trial_and_ends_with_n_trials(
 
 
 def test_a_multitask_sweep_compares_each_tasks_metrics():
-  config = transformer_multitask.get_config()
+  config = as_config(transformer_multitask.get_config())
   assert trial_lib.metric_key('validation.genre/accuracy', config) == 'genre/accuracy'
   assert trial_lib.default_direction('validation.genre/accuracy') == 'maximize'
   assert trial_lib.default_direction('validation.lm/bits_per_char') == 'minimize'

@@ -77,8 +77,7 @@ def test_a_fractional_batch_size_is_refused():
   with config.unlocked():
     del config['batch_size']
     config.batch_size = 2.5
-  with pytest.raises(UserInputError, match=r'^config.batch_size must be a positive integer, '
-                                           r'got 2.5$'):
+  with pytest.raises(UserInputError, match=r'^config.batch_size must be an integer, got 2.5$'):
     validate_config(config)
 
 
@@ -148,8 +147,7 @@ def test_task_names_and_fields_are_checked():
     validate_config(config)
   config = _multitask()
   config.tasks.extra = {'dataset': 'shakespeare'}
-  with pytest.raises(UserInputError, match=r'^config.tasks.extra must set exactly dataset, head, '
-                                           r"weight, got \['dataset'\]$"):
+  with pytest.raises(UserInputError, match=r'^config.tasks.extra.head is missing$'):
     validate_config(config)
   with pytest.raises(UserInputError, match=r"^config.data.name='multitask' needs config.tasks"):
     validate_config(_config(**{'data.name': 'multitask'}))
