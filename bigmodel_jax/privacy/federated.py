@@ -24,6 +24,7 @@ and TensorBoard per round, summary.json; `load_trained` and `experiments.evaluat
 import os
 from typing import Any
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,6 +33,7 @@ from absl import logging
 
 
 from bigmodel_jax import config as config_lib
+from bigmodel_jax import cost
 from bigmodel_jax import models
 from bigmodel_jax.config import Config
 from bigmodel_jax.errors import UserInputError
@@ -42,10 +44,15 @@ from bigmodel_jax.run import resume
 from bigmodel_jax.run import trained
 from bigmodel_jax.run.checkpoint import Checkpointer
 from bigmodel_jax.run.lock import WorkdirLock
+from bigmodel_jax.train import hooks as hooks_lib
+from bigmodel_jax.train import log_interval
 from bigmodel_jax.train import step as step_lib
 from bigmodel_jax.train import tasks
 from bigmodel_jax.train.checks import validate_config
 from bigmodel_jax.train.evaluate import evaluate_split
+from bigmodel_jax.train.log_interval import LogInterval
+from bigmodel_jax.train.loop import run_steps
+from bigmodel_jax.train.preemption import PreemptionWatcher
 from bigmodel_jax.train.writers import MetricWriter
 
 
@@ -76,6 +83,13 @@ def stack_clients(source, parts: list[np.ndarray]) -> dict[str, np.ndarray]:
         stacked[key][client, i] = value
   stacked['count'] = np.array([len(p) for p in parts], np.int32)
   return stacked
+
+
+@flax.struct.dataclass
+class RoundState:
+  """What a federated checkpoint holds: the rounds done and the global params."""
+  step: jax.Array
+  params: Any
 
 
 def make_round(model, task: tasks.Task, fed: Config, dp: dp_sgd.DpSgd | None,
@@ -129,8 +143,10 @@ def make_round(model, task: tasks.Task, fed: Config, dp: dp_sgd.DpSgd | None,
       sums = jax.tree.map(lambda u: jnp.tensordot(joins, u, axes=1), clipped)
       average, _ = dp_sgd.noisy_mean(sums, {'weight': joins.sum()}, noise_key, dp)
     params = jax.tree.map(lambda p, u: p + fed.server_learning_rate * u, params, average)
-    metrics = {'client_loss': jnp.sum(joins * losses) / jnp.maximum(joins.sum(), 1.0),
-               'clients': joins.sum(), 'update_norm': optax.tree.norm(average)}
+    client_loss = jnp.sum(joins * losses) / jnp.maximum(joins.sum(), 1.0)
+    metrics = {'client_loss': client_loss, 'clients': joins.sum(),
+               'update_norm': optax.tree.norm(average),
+               'nonfinite': (~jnp.isfinite(client_loss)).astype(jnp.int32)}
     return params, metrics
 
   return round_fn
@@ -179,11 +195,16 @@ def train_federated(config: Config, workdir: str) -> dict[str, Any]:
   clients = jax.device_put(stack_clients(dataset.train, parts))
   root = jax.random.PRNGKey(config.seed)
   init_key, train_key = jax.random.split(root)
-  init = jax.jit(lambda: {'step': jnp.zeros((), jnp.int32), 'params': model.init(
-      init_key, dataset.spec.example_inputs(), train=False)['params']})
+  init = jax.jit(lambda: RoundState(step=jnp.zeros((), jnp.int32), params=model.init(
+      init_key, dataset.spec.example_inputs(), train=False)['params']))
+  round_fn = jax.jit(make_round(model, task, fed, dp, train_key))
+  eval_step = jax.jit(step_lib.make_eval_step(model, task))
+  evaluate = lambda params: evaluate_split(eval_step, dataset.validation, task, params,
+                                           batch_size=config.batch_size,
+                                           max_batches=config.eval_batches or None)
 
   os.makedirs(workdir, exist_ok=True)
-  with WorkdirLock(workdir):
+  with WorkdirLock(workdir), PreemptionWatcher() as preemption:
     if files.has_run(workdir):
       resume.check_config_change(files.read_json(os.path.join(workdir, files.CONFIG)), config,
                                  workdir)
@@ -191,47 +212,64 @@ def train_federated(config: Config, workdir: str) -> dict[str, Any]:
     files.write_spec(workdir, dataset.spec)
     checkpointer = Checkpointer(os.path.join(workdir, files.CHECKPOINTS),
                                 keep=config.keep_checkpoints)
-    restored = checkpointer.restore_latest(jax.eval_shape(init))
-    state = restored[1] if restored else init()
-    round_fn = jax.jit(make_round(model, task, fed, dp, train_key))
-    eval_step = jax.jit(step_lib.make_eval_step(model, task))
-    evaluate = lambda params: evaluate_split(eval_step, dataset.validation, task, params,
-                                             batch_size=config.batch_size,
-                                             max_batches=config.eval_batches or None)
-    start = int(state['step'])
-    logging.info('FedAvg: %d clients (%s), %d per round, %d local steps; rounds %d..%d',
-                 fed.num_clients, 'IID' if fed.dirichlet_alpha is None else
-                 f'Dirichlet alpha={fed.dirichlet_alpha}', fed.clients_per_round, fed.local_steps,
-                 start, config.num_steps)
-    validation = {}
-    with MetricWriter(workdir, resume_step=start) as writer:
-      params = state['params']
-      for round_index in range(start, config.num_steps):
-        params, metrics = round_fn(params, clients, round_index)
-        done = round_index + 1
-        last = done == config.num_steps
-        if done % config.log_every == 0 or last:
-          writer.write(done, 'train', {k: float(v) for k, v in jax.device_get(metrics).items()})
-          if accountant is not None:
-            writer.write(done, 'privacy', {'epsilon': accountant.epsilon(done),
-                                           'delta': accountant.delta})
-        if done % config.eval_every == 0 or last:
-          validation = evaluate(params)
-          writer.write(done, 'validation', validation)
-        if done % config.checkpoint_every == 0 or last:
-          checkpointer.save(done, {'step': jnp.int32(done), 'params': params},
-                            validation_loss=validation.get('loss') if done % config.eval_every == 0
-                            or last else None)
-      if not validation:  # resumed after the last round
-        validation = evaluate(params)
-    checkpointer.close()
-    summary = {'validation': validation, 'rounds': config.num_steps,
-               'federated': {**fed.to_dict(),
-                             'client_sizes': [int(min(map(len, parts))),
-                                              int(max(map(len, parts)))]}}
+    try:
+      return _run_rounds(config, workdir, init, round_fn, clients, evaluate, checkpointer,
+                         preemption, accountant, dp, parts)
+    finally:  # also on SIGTERM: a save under way completes
+      checkpointer.close()
+
+
+def _run_rounds(config, workdir, init, round_fn, clients, evaluate, checkpointer, preemption,
+                accountant, dp, parts) -> dict[str, Any]:
+  """The rounds through the trainer's one loop and hooks: preemption, logging, evaluation and
+  checkpoints behave as in `experiments.train`; writes and returns the summary."""
+  fed = config.federated
+  empty = LogInterval.empty(jax.eval_shape(round_fn, jax.eval_shape(init).params, clients, 0)[1])
+  restored = checkpointer.restore_latest(jax.eval_shape(init), (hooks_lib.LOG_INTERVAL,))
+  if restored is None:
+    state, interval = init(), empty
+  else:
+    _, state, items = restored
+    interval = LogInterval.from_json(items[hooks_lib.LOG_INTERVAL])
+  start = int(state.step)
+  logging.info('FedAvg: %d clients (%s), %d per round, %d local steps; rounds %d..%d',
+               fed.num_clients, 'IID' if fed.dirichlet_alpha is None else
+               f'Dirichlet alpha={fed.dirichlet_alpha}', fed.clients_per_round, fed.local_steps,
+               start, config.num_steps)
+  loop = hooks_lib.LoopState(state=state, step=start, num_steps=config.num_steps,
+                             train_iter=None, interval=interval)
+
+  def advance(loop: hooks_lib.LoopState) -> None:
+    params, metrics = round_fn(loop.state.params, clients, loop.step)
+    loop.step += 1
+    loop.state = RoundState(step=jnp.int32(loop.step), params=params)
+    loop.interval = log_interval.add(loop.interval, metrics, jnp.int32(loop.step))
+
+  # A round's examples: every sampled client's local SGD steps.
+  meter = cost.ThroughputMeter(
+      batch_size=fed.clients_per_round * fed.local_steps * fed.local_batch_size,
+      tokens_per_example=None, flops_per_step=None, device_kind=jax.devices()[0].device_kind,
+      num_devices=1, dtype=config.model.dtype)
+  with MetricWriter(workdir, resume_step=start) as writer:
+    hooks = (
+        hooks_lib.AgreePreemption(config.preemption_sync_every, watcher=preemption),
+        hooks_lib.LogMetrics(config.log_every, writer=writer, meter=meter,
+                             schedule=optax.constant_schedule(fed.server_learning_rate),
+                             checkpointer=checkpointer, empty=empty, start_step=start),
+        hooks_lib.Evaluate(config.eval_every, evaluate=evaluate, writer=writer),
+        hooks_lib.SaveCheckpoint(config.checkpoint_every, checkpointer=checkpointer))
     if accountant is not None:
-      summary['privacy'] = {'epsilon': accountant.epsilon(config.num_steps),
-                            'delta': accountant.delta, 'noise_multiplier': dp.noise_multiplier,
-                            'clip_norm': dp.clip_norm, 'unit': 'client'}
-    files.write_summary(workdir, summary)
+      hooks += (hooks_lib.Callback(config.log_every, fn=lambda step: writer.write(
+          step, 'privacy', {'epsilon': accountant.epsilon(step), 'delta': accountant.delta})),)
+    run_steps(loop, advance, hooks, checkpointer)
+    if not loop.validation:  # resumed after the last round
+      loop.validation = evaluate(loop.state.params)
+  summary = {'validation': loop.validation, 'rounds': config.num_steps,
+             'federated': {**fed.to_dict(),
+                           'client_sizes': [int(min(map(len, parts))), int(max(map(len, parts)))]}}
+  if accountant is not None:
+    summary['privacy'] = {'epsilon': accountant.epsilon(config.num_steps),
+                          'delta': accountant.delta, 'noise_multiplier': dp.noise_multiplier,
+                          'clip_norm': dp.clip_norm, 'unit': 'client'}
+  files.write_summary(workdir, summary)
   return summary

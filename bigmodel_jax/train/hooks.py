@@ -34,7 +34,7 @@ class LoopState:
   step: int                       # steps finished
   num_steps: int
   interval: LogInterval           # device-side sums since the last log
-  train_iter: Any                 # grain iterator: get_state() is the input position
+  train_iter: Any                 # grain iterator: get_state() is the input position (or None)
   stop_signal: int | None = None  # set by the preemption hook, agreed by every process
   paused_seconds: float = 0.0     # spent in hooks (evaluation) since the last log: not training
   validation: dict[str, float] = dataclasses.field(default_factory=dict)  # the newest evaluation
@@ -167,10 +167,12 @@ class SaveCheckpoint(Periodic):
     if not self.skip_nonfinite:
       raise_if_nonfinite(loop.interval, self.checkpointer)
     evaluated = loop.validation_step == loop.step
+    items = {LOG_INTERVAL: loop.interval.to_json()}
+    if loop.train_iter is not None:  # a trainer that reads a stream (federated rounds do not)
+      items[DATA_POSITION] = loop.train_iter.get_state()
     self.checkpointer.save(loop.step, loop.state,
                            validation_loss=loop.validation['loss'] if evaluated else None,
-                           **{DATA_POSITION: loop.train_iter.get_state(),
-                              LOG_INTERVAL: loop.interval.to_json()})
+                           **items)
 
 
 @dataclasses.dataclass

@@ -291,7 +291,7 @@ def _run_in_workdir(parts: RunParts, workdir: str, train_iter, preemption: Preem
       hooks += (profiler,)
       profiler.start_if_due(loop)
     try:
-      _train(loop, batch, train_step, strategy, hooks, checkpointer)
+      run_steps(loop, _stepper(train_step, strategy, batch), hooks, checkpointer)
       if not loop.validation:  # resumed at the end of a run that left no summary
         evaluate(loop)
     finally:
@@ -321,19 +321,37 @@ def _profiler(config: config_lib.Config, workdir: str) -> hooks_lib.Profile | No
                            os.path.join(workdir, files.PROFILE))
 
 
-def _train(loop: hooks_lib.LoopState, batch, train_step, strategy, hooks, checkpointer) -> None:
-  """Steps until `loop.num_steps`, calling the due hooks after each step."""
+def run_steps(loop: hooks_lib.LoopState, advance: Callable[[hooks_lib.LoopState], None],
+              hooks: tuple[hooks_lib.Hook, ...], checkpointer: Checkpointer) -> None:
+  """The one loop every trainer runs (this one and federated/): until `loop.num_steps`,
+  `advance(loop)` runs one compiled step (updating `loop.state`, `loop.interval` and
+  `loop.step`), then the hooks that are due do the periodic work in order. A stop signal that
+  the preemption hook agreed on ends it with Preempted, once SaveCheckpoint has saved that step.
+  """
   while loop.step < loop.num_steps:
-    loop.state, metrics = train_step(loop.state, batch)
-    loop.step += 1
-    loop.interval = log_interval.add(loop.interval, metrics, jnp.int32(loop.step))
+    advance(loop)
     for hook in hooks:
       if hook.due(loop):
         hook(loop)
     if loop.stop_signal is not None:  # the caller's `finally` completes the save
       raise Preempted(hooks_lib.stop_message(loop, checkpointer), loop.stop_signal)
-    if loop.step < loop.num_steps:
-      batch = strategy.place_batch(next(loop.train_iter))
+
+
+def _stepper(train_step, strategy: strategies.Strategy, batch) -> Callable:
+  """`advance(loop)`: one train step on the next batch, its metrics added to the log interval.
+
+  The next batch is read when the next step starts, after the hooks: a checkpoint saved at a
+  step records the input position just past that step's batch.
+  """
+  pending = [batch]
+
+  def advance(loop: hooks_lib.LoopState) -> None:
+    placed = pending.pop() if pending else strategy.place_batch(next(loop.train_iter))
+    loop.state, metrics = train_step(loop.state, placed)
+    loop.step += 1
+    loop.interval = log_interval.add(loop.interval, metrics, jnp.int32(loop.step))
+
+  return advance
 
 
 def _best(loop: hooks_lib.LoopState, checkpointer: Checkpointer) -> dict[str, Any]:
