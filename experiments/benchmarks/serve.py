@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from absl import flags
 from bigmodel_jax.data import DataSpec
 from bigmodel_jax.infer import serving
 from experiments import cli
+from experiments.benchmarks.loopback import free_port, wait_until_healthy
 
 _EXPORTED = flags.DEFINE_string('exported', None, 'The artifact to serve.', required=True)
 _CLIENTS = flags.DEFINE_integer('clients', 16, 'Concurrent clients.', lower_bound=1)
@@ -42,27 +42,6 @@ def example_instance(spec: DataSpec):
   if spec.input_kind == 'features':
     return {name: 0.0 for name in spec.feature_names}
   return 'a short text'
-
-
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
-
-
-def wait_until_healthy(process: subprocess.Popen, port: int, timeout: float) -> None:
-  deadline = time.monotonic() + timeout
-  while time.monotonic() < deadline:
-    if process.poll() is not None:
-      raise RuntimeError(f'the server exited with {process.returncode}')
-    try:
-      connection = http.client.HTTPConnection('127.0.0.1', port, timeout=1)
-      connection.request('GET', '/healthz')
-      if connection.getresponse().status == 200:
-        return
-    except OSError:
-      time.sleep(0.2)
-  raise RuntimeError(f'the server did not answer /healthz within {timeout:.0f} s')
 
 
 def _client(port: int, body: bytes, stop_at: float, latencies: list[float],

@@ -20,7 +20,7 @@ from bigmodel_jax.infer import export
 from bigmodel_jax.infer import server
 from bigmodel_jax.models.cnn import CNN
 from bigmodel_jax.models.cnn import CNNConfig
-from experiments.benchmarks.serve import free_port, wait_until_healthy
+from experiments.benchmarks.loopback import free_port, wait_until_healthy
 
 MAX_BATCH = 8
 
