@@ -88,6 +88,24 @@ def _parse_flags(argv: list[str], default_model: str | None) -> list[str]:
   except OSError as e:  # ml_collections' report of a --config file it could not load
     fail(f"--config={_flag_value(argv, 'config')}: cannot be loaded: "
          f'{str(e).strip().splitlines()[-1].strip()}')
+  except Exception as e:  # pylint: disable=broad-except  # the config file is Python: any error
+    if not _raised_loading_config(e):
+      raise
+    why = (f'{type(e).__name__}: {str(e).strip().splitlines()[0]}' if str(e).strip() else
+           type(e).__name__)
+    if isinstance(e, AttributeError) and 'get_config' in str(e):
+      why = 'it defines no get_config()'
+    fail(f"--config={_flag_value(argv, 'config')}: cannot be loaded: {why}")
+
+
+def _raised_loading_config(error: BaseException) -> bool:
+  """Whether `error` came from running a --config file (a syntax error, no get_config, ...)."""
+  frame = error.__traceback__
+  while frame is not None:
+    if frame.tb_frame.f_code.co_filename == config_flags.config_flags.__file__:
+      return True
+    frame = frame.tb_next
+  return False
 
 
 class _OnlyOwnInfo(logging_lib.Filter):
