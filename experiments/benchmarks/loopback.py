@@ -25,3 +25,10 @@ def wait_until_healthy(process: subprocess.Popen, port: int, timeout: float) -> 
     except OSError:
       time.sleep(0.2)
   raise RuntimeError(f'the server did not answer /healthz within {timeout:.0f} s')
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+  """(resident, peak resident) MB of process `pid`, from Linux's /proc."""
+  with open(f'/proc/{pid}/status', encoding='ascii') as f:
+    fields = dict(line.split(':', 1) for line in f)
+  return int(fields['VmRSS'].split()[0]) / 1024, int(fields['VmHWM'].split()[0]) / 1024

@@ -28,19 +28,12 @@ from absl import flags
 from PIL import Image
 
 from experiments import cli
-from experiments.benchmarks.loopback import free_port, wait_until_healthy
+from experiments.benchmarks.loopback import free_port, memory_mb, wait_until_healthy
 
 _EXPORTED = flags.DEFINE_string('exported', None, 'An image artifact (8x8x1: the digits CNN).',
                                 required=True)
 _STARTUP_SECONDS = 300
 _LIMIT_SECONDS = 60  # the longest any one hostile request is given
-
-
-def _memory_mb(pid: int) -> tuple[float, float]:
-  """(resident, peak resident) MB of process `pid`."""
-  with open(f'/proc/{pid}/status', encoding='ascii') as f:
-    fields = dict(line.split(':', 1) for line in f)
-  return tuple(int(fields[k].split()[0]) / 1024 for k in ('VmRSS', 'VmHWM'))
 
 
 def _send_raw(port: int, head: bytes, body_chunks, wait_answer: bool = True) -> str:
@@ -173,7 +166,7 @@ def main(argv):
       time.sleep(1.0)  # the valid client's normal latency
       stop.set()
       thread.join()
-      memory_before, _ = _memory_mb(process.pid)
+      memory_before, _ = memory_mb(process.pid)
       during = []
       stop.clear()
       thread = threading.Thread(target=_valid_client, args=(port, valid, stop, during))
@@ -183,7 +176,7 @@ def main(argv):
       elapsed = time.perf_counter() - start
       stop.set()
       thread.join()
-      memory_after, peak = _memory_mb(process.pid)
+      memory_after, peak = memory_mb(process.pid)
       slowest = max(during) * 1e3 if during else float('nan')
       print(f'| {name} | {answer.strip()} | {elapsed:.2f} | {np.median(before) * 1e3:.1f}, '
             f'{slowest:.1f} | {memory_before:.0f} -> {memory_after:.0f} ({peak:.0f}) |',

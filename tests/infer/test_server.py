@@ -28,7 +28,7 @@ from bigmodel_jax.infer import export
 from bigmodel_jax.infer import server
 from bigmodel_jax.models.cnn import CNN
 from bigmodel_jax.models.cnn import CNNConfig
-from experiments.benchmarks.loopback import free_port, wait_until_healthy
+from experiments.benchmarks.loopback import free_port, memory_mb, wait_until_healthy
 
 MAX_BATCH = 8
 READ_TIMEOUT_S = 4
@@ -246,7 +246,7 @@ def test_a_body_past_the_limit_is_refused_before_it_is_read(serving):
   assert b'connection: close' in head.lower()
   # A chunked body (no declared length) is refused once the limit has streamed in: the client
   # gets its answer long before it has sent 64 MB, and the server's memory stays bounded.
-  memory_before = _resident_mb(process.pid)
+  memory_before = memory_mb(process.pid)[0]
   chunk = b'%x\r\n%s\r\n' % (1 << 20, b' ' * (1 << 20))
   sent = 0
   with _connect(port) as connection:
@@ -261,13 +261,8 @@ def test_a_body_past_the_limit_is_refused_before_it_is_read(serving):
   assert (status, answer) == (413, {'error': f'a body of more than {server.MAX_BODY_BYTES} '
                                              f'bytes; at most {server.MAX_BODY_BYTES}'})
   assert sent < 32, sent  # MB: the limit (16) and what the sockets' buffers hold
-  assert _resident_mb(process.pid) - memory_before < 48
+  assert memory_mb(process.pid)[0] - memory_before < 48
   assert _metrics(port)['requests']['413'] - before == 2
-
-
-def _resident_mb(pid: int) -> float:
-  with open(f'/proc/{pid}/status', encoding='ascii') as f:
-    return int([line for line in f if line.startswith('VmRSS:')][0].split()[1]) / 1024
 
 
 def test_a_decompression_bomb_is_refused(serving):
