@@ -3,6 +3,7 @@
 import logging as logging_lib
 import os
 import sys
+import tempfile
 from typing import Callable, Sequence
 
 from absl import app
@@ -65,6 +66,24 @@ def define_config_flag(argv: Sequence[str], default_model: str) -> None:
     flag = next((a.split('=')[0] for a in argv if a.startswith('--config.') and field in a), field)
     fail(f'{flag}: the config has no field {field!r} (the fields are in '
          f'{os.path.relpath(_flag_value(argv, "config") or path)})')
+
+
+def check_writable_folder(flag: str, path: str) -> None:
+  """Exits with one line unless `path` is a folder this process can write, or can be made one.
+
+  Probed by making (and removing) a folder in it or in its nearest existing parent, so nothing
+  is left behind: permission bits alone would not tell (root passes them on a read-only mount).
+  """
+  existing = os.path.abspath(path)
+  while not os.path.lexists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    fail(f'--{flag}={path}: ' + ('exists and is not a folder' if existing ==
+                                 os.path.abspath(path) else f'{existing} is not a folder'))
+  try:
+    os.rmdir(tempfile.mkdtemp(prefix='.write-check-', dir=existing))
+  except OSError as e:
+    fail(f'--{flag}={path}: cannot be written ({e.strerror} in {existing})')
 
 
 def fail_unless_model(name: str) -> None:

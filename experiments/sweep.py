@@ -16,7 +16,6 @@ import os
 from absl import flags
 from absl import logging
 
-from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.search import results
 from bigmodel_jax.search import space as space_lib
 from bigmodel_jax.search import study as study_lib
@@ -68,8 +67,7 @@ def main(argv):
     cli.fail(f'--model={_MODEL.value} disagrees with config.model.name={config.model.name!r} of '
              '--config; give one of them')
   sweepdir = _SWEEPDIR.value
-  if os.path.exists(sweepdir) and not os.path.isdir(sweepdir):
-    raise UserInputError('exists and is not a directory', subject='sweepdir', value=sweepdir)
+  cli.check_writable_folder('sweepdir', sweepdir)
 
   # 1. Everything that can reject the input, before anything is written.
   validate_config(config)

@@ -214,3 +214,17 @@ def test_diverging_run_exits_1_naming_the_step_and_last_good_checkpoint(tmp_path
   bad, good = int(match[1]), int(match[3])
   assert good == bad - 1 and match[2] == str(tmp_path / 'checkpoints' / str(good))
   assert max(map(int, os.listdir(tmp_path / 'checkpoints'))) == good
+
+
+@pytest.mark.parametrize('module, flag', [
+    ('train', 'workdir'), ('federated', 'workdir'), ('sweep', 'sweepdir')])
+def test_a_run_folder_that_is_a_file_or_read_only_is_one_line(tmp_path, module, flag):
+  """Checked at the door: they were FileExistsError and PermissionError tracebacks."""
+  (tmp_path / 'file').write_text('x')
+  extra = {'train': ['--model=mlp'], 'federated': [],
+           'sweep': ['--model=mlp', '--space=x.py', '--trials=1']}[module]
+  for folder, message in ((tmp_path / 'file', 'exists and is not a folder'),
+                          ('/sys/run', 'cannot be written (')):
+    line = error_line(run(module, *extra, f'--{flag}={folder}'))
+    assert line.startswith(f'error: --{flag}={folder}: {message}'), line
+  assert os.listdir(tmp_path) == ['file']
