@@ -17,6 +17,7 @@ from absl import flags
 from absl import logging
 
 from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.infer import http_protocol
 from bigmodel_jax.infer import server
 from experiments import cli
 
@@ -30,7 +31,8 @@ _MAX_BATCH = flags.DEFINE_integer('max_batch', 64, 'Most instances in one model 
 _MAX_WAIT_MS = flags.DEFINE_float('max_wait_ms', 5.0, 'How long a batch waits for more '
                                   'requests.', lower_bound=0.0)
 _READ_TIMEOUT_S = flags.DEFINE_float('read_timeout_s', server.READ_TIMEOUT_S, 'Seconds a '
-                                     'request body may take to arrive (then 408).',
+                                     'request\'s head, and then its body, may take to arrive '
+                                     '(a late head: the connection is closed; a late body: 408).',
                                      lower_bound=0.001)
 _SHUTDOWN_TIMEOUT_S = flags.DEFINE_integer('shutdown_timeout_s', 15, 'After SIGTERM, seconds '
                                            'open requests get to finish before their '
@@ -50,7 +52,8 @@ def main(argv):
   # that was there before it: this one, so that a requested stop exits with status 0.
   for signum in (signal.SIGTERM, signal.SIGINT):
     signal.signal(signum, _stopped)
-  config = uvicorn.Config(app, log_level='warning', timeout_keep_alive=_KEEP_ALIVE_S,
+  config = uvicorn.Config(app, http=http_protocol.with_head_timeout(_READ_TIMEOUT_S.value),
+                          log_level='warning', timeout_keep_alive=_KEEP_ALIVE_S,
                           timeout_graceful_shutdown=_SHUTDOWN_TIMEOUT_S.value)
   uvicorn.Server(config).run(sockets=[listening])
 

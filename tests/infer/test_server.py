@@ -290,6 +290,25 @@ def test_a_body_that_stops_coming_is_answered_408_at_the_read_timeout(serving):
   assert READ_TIMEOUT_S - 0.5 < elapsed < READ_TIMEOUT_S + 5, elapsed
 
 
+@pytest.mark.parametrize('sent', [
+    b'', b'POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n',  # nothing, or half a head
+    b'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n',  # then one byte of a second head
+])
+def test_a_connection_whose_head_does_not_come_is_closed_at_the_read_timeout(serving, sent):
+  """uvicorn held these for as long as the client stayed (its keep-alive timer stops at the
+  first byte of the next request)."""
+  port, _ = serving
+  with _connect(port) as connection:
+    start = time.monotonic()
+    connection.sendall(sent)
+    if sent.endswith(b'\r\n\r\n'):
+      assert _answer(connection)[:2] == (200, {'status': 'ok'})
+      start = time.monotonic()
+      connection.sendall(b'G')
+    assert connection.recv(1) == b''  # closed by the server, not by the 30 s socket timeout
+  assert READ_TIMEOUT_S - 0.5 < time.monotonic() - start < READ_TIMEOUT_S + 5
+
+
 def test_an_idle_keep_alive_connection_is_closed(serving):
   port, _ = serving
   with _connect(port) as connection:
