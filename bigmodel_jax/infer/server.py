@@ -26,8 +26,9 @@ as it streams in (chunked too) and refused (413) as soon as its declared or rece
 `MAX_BODY_BYTES`, or (408) when it has not all come within `read_timeout_s`; the JSON is parsed
 and the instances decoded in a thread, not on the event loop, with the per-request instance
 count checked before any instance is decoded; images are refused past PIL's decompression-bomb
-pixel count before they are decoded (`predict.prepare_json`). Timeouts between requests and at
-shutdown are the uvicorn server's (experiments/serve.py).
+pixel count before they are decoded (`predict.prepare_json`). The time limit on a request's head
+is `http_protocol.py`'s; those between requests and at shutdown are uvicorn's
+(experiments/serve.py).
 """
 
 import asyncio
