@@ -3,6 +3,7 @@
 import logging as logging_lib
 import os
 import sys
+import tempfile
 from typing import Callable, Sequence
 
 from absl import app
@@ -68,6 +69,7 @@ def define_config_flag(argv: Sequence[str], default_model: str) -> None:
          f'{os.path.relpath(_flag_value(argv, "config") or path)})')
 
 
+<<<<<<< HEAD
 def run_config(model_flag: flags.FlagHolder) -> config_lib.Config:
   """The typed config of --config and its --config.FIELD overrides, converted once, here.
 
@@ -79,6 +81,24 @@ def run_config(model_flag: flags.FlagHolder) -> config_lib.Config:
     fail(f'--model={model_flag.value} disagrees with config.model.name={config.model.name!r} of '
          '--config; give one of them')
   return config_lib.as_config(config)
+=======
+def check_writable_folder(flag: str, path: str) -> None:
+  """Exits with one line unless `path` is a folder this process can write, or can be made one.
+
+  Probed by making (and removing) a folder in it or in its nearest existing parent, so nothing
+  is left behind: permission bits alone would not tell (root passes them on a read-only mount).
+  """
+  existing = os.path.abspath(path)
+  while not os.path.lexists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    fail(f'--{flag}={path}: ' + ('exists and is not a folder' if existing ==
+                                 os.path.abspath(path) else f'{existing} is not a folder'))
+  try:
+    os.rmdir(tempfile.mkdtemp(prefix='.write-check-', dir=existing))
+  except OSError as e:
+    fail(f'--{flag}={path}: cannot be written ({e.strerror} in {existing})')
+>>>>>>> serve
 
 
 def fail_unless_model(name: str) -> None:
@@ -102,6 +122,24 @@ def _parse_flags(argv: list[str], default_model: str | None) -> list[str]:
   except OSError as e:  # ml_collections' report of a --config file it could not load
     fail(f"--config={_flag_value(argv, 'config')}: cannot be loaded: "
          f'{str(e).strip().splitlines()[-1].strip()}')
+  except Exception as e:  # pylint: disable=broad-except  # the config file is Python: any error
+    if not _raised_loading_config(e):
+      raise
+    why = (f'{type(e).__name__}: {str(e).strip().splitlines()[0]}' if str(e).strip() else
+           type(e).__name__)
+    if isinstance(e, AttributeError) and 'get_config' in str(e):
+      why = 'it defines no get_config()'
+    fail(f"--config={_flag_value(argv, 'config')}: cannot be loaded: {why}")
+
+
+def _raised_loading_config(error: BaseException) -> bool:
+  """Whether `error` came from running a --config file (a syntax error, no get_config, ...)."""
+  frame = error.__traceback__
+  while frame is not None:
+    if frame.tb_frame.f_code.co_filename == config_flags.config_flags.__file__:
+      return True
+    frame = frame.tb_next
+  return False
 
 
 class _OnlyOwnInfo(logging_lib.Filter):

@@ -21,6 +21,10 @@ distill   a student (--model/--config, as for experiments.train) trained on --wo
           With --seeds=N, N such pairs (seeds config.seed + 0..N-1; the further ones in
           OUTPUT-seedS and OUTPUT-seedS-scratch) and the mean and spread of their test metrics.
 
+An OUTPUT (or OUTPUT-scratch, OUTPUT-seedS...) that holds files is refused unless --overwrite:
+then the quantize artifact replaces it once complete, and a run's folder is emptied before its
+training (training into a run's folder would otherwise resume that run).
+
 The table (Markdown, also in OUTPUT/compression.json) compares the exported original with the
 result: bytes of the artifact (model.bin, the program, and weights.bin; pruned kernels are stored
 as a bitmask and their non-zero values) and of its weights alone, parameters (all and non-zero),
@@ -30,6 +34,7 @@ test accuracy and loss, and CPU latency of one call on a batch of 1 and of 64.
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -52,6 +57,8 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'The trained run (the teacher fo
                                required=True)
 _METHOD = flags.DEFINE_enum('method', None, METHODS, 'What to do.', required=True)
 _OUTPUT = flags.DEFINE_string('output', None, 'Where the result goes (see above).', required=True)
+_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace what --output (and the other '
+                               'folders it names) holds.')
 _STEPS = flags.DEFINE_integer('steps', 300, 'qat, prune: fine-tuning steps.', lower_bound=1)
 _LEARNING_RATE = flags.DEFINE_float('learning_rate', 3e-4, 'qat, prune: fine-tuning peak rate.')
 _CALIBRATION_BATCHES = flags.DEFINE_integer(
@@ -210,9 +217,32 @@ def _distill(teacher, output, scratch, test):
   return rows, settings
 
 
+def _outputs() -> list[str]:
+  """Every folder this command writes, named after --output."""
+  output = _OUTPUT.value
+  if _METHOD.value != 'distill':
+    return [output]
+  seed = flags.FLAGS.config.seed
+  return [output, f'{output}-scratch'] + [
+      f'{output}-seed{seed + i}{scratch}' for i in range(1, _SEEDS.value)
+      for scratch in ('', '-scratch')]
+
+
 def main(argv):
   del argv
+  outputs = _outputs()
+  if os.path.abspath(_WORKDIR.value) in map(os.path.abspath, outputs):
+    cli.fail(f'--output={_OUTPUT.value}: is the run being compressed (--workdir); give another '
+             'folder')
+  taken = [folder for folder in outputs if export.holds_files(folder)]
+  if taken and not _OVERWRITE.value:
+    cli.fail(f'--output={_OUTPUT.value}: {", ".join(taken)} '
+             f'{"holds" if len(taken) == 1 else "hold"} files already; give --overwrite to '
+             'replace them')
   original = trained_lib.load_trained(_WORKDIR.value)
+  if _METHOD.value != 'quantize':  # runs: emptied (once the original loads), or training
+    for folder in taken:           # would resume them
+      shutil.rmtree(folder)
   test = trained_lib.load_dataset(original.config).test
   method = {'quantize': _quantize, 'qat': _qat, 'prune': _prune, 'distill': _distill}
   with tempfile.TemporaryDirectory() as scratch:

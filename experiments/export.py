@@ -20,7 +20,10 @@ from bigmodel_jax.run import trained as trained_lib
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/transformer', 'Run directory of a trained model.')
-_OUTPUT = flags.DEFINE_string('output', None, 'Folder to write the artifact to.', required=True)
+_OUTPUT = flags.DEFINE_string('output', None, 'Folder to write the artifact to (new or empty, '
+                              'unless --overwrite).', required=True)
+_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace what --output holds (once the new '
+                               'artifact is complete).')
 _PLATFORMS = flags.DEFINE_list('platforms', ['cpu'],
                                'Platforms the artifact runs on: cpu, cuda, rocm, tpu.')
 
@@ -28,6 +31,9 @@ _PLATFORMS = flags.DEFINE_list('platforms', ['cpu'],
 def main(argv):
   del argv
   export.check_platforms(_PLATFORMS.value)  # before the checkpoint is read
+  if export.holds_files(_OUTPUT.value) and not _OVERWRITE.value:
+    cli.fail(f'--output={_OUTPUT.value}: holds files already (another artifact?); give '
+             '--overwrite to replace them')
   trained = trained_lib.load_trained(_WORKDIR.value)
   # LoRA adapters are folded into their kernels: the artifact is the plain merged model.
   model, params = lora.merged(trained.model, trained.params)

@@ -25,6 +25,7 @@ _WORKDIR = flags.DEFINE_string('workdir', 'runs/federated', 'Run directory.')
 def main(argv):
   del argv
   config = config_lib.as_config(_CONFIG.value)
+  cli.check_writable_folder('workdir', _WORKDIR.value)
   summary = train_federated(config, _WORKDIR.value)
   test = evaluate_trained(trained_lib.load_trained(_WORKDIR.value), 'test',
                           batch_size=config.batch_size)

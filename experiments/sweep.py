@@ -16,7 +16,6 @@ import os
 from absl import flags
 from absl import logging
 
-from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.search import results
 from bigmodel_jax.search import space as space_lib
 from bigmodel_jax.search import study as study_lib
@@ -65,8 +64,7 @@ def main(argv):
     _required(flag)
   config = cli.run_config(_MODEL)
   sweepdir = _SWEEPDIR.value
-  if os.path.exists(sweepdir) and not os.path.isdir(sweepdir):
-    raise UserInputError('exists and is not a directory', subject='sweepdir', value=sweepdir)
+  cli.check_writable_folder('sweepdir', sweepdir)
 
   # 1. Everything that can reject the input, before anything is written.
   validate_config(config)

@@ -76,6 +76,7 @@ def main(argv):
   if _DATASET.value:
     config = config.updated({'data.name': _DATASET.value})
   workdir = _WORKDIR.value or f'runs/{config.model.name}'
+  cli.check_writable_folder('workdir', workdir)
   primary = jax.process_index() == 0
   progress = _ProgressBar(config.num_steps) if primary else None
   parts = build_run(config)

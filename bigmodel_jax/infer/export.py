@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from typing import Any
 
@@ -81,6 +82,8 @@ def export_model(model: nn.Module, params: Any, spec: DataSpec, directory: str, 
                  description: dict[str, Any] | None = None) -> dict[str, Any]:
   """Writes the artifact of `model` with `params` to `directory`; returns its metadata.
 
+  Whatever `directory` held is replaced, at once, once the new artifact is complete.
+
   `spec` is the run's DataSpec; `description` (model name, step, ...) is copied into
   metadata.json as it is. `platforms` are those the artifact can run on.
   """
@@ -112,10 +115,40 @@ def export_model(model: nn.Module, params: Any, spec: DataSpec, directory: str, 
       'model_sha256': hashlib.sha256(serialized).hexdigest(),
       'weights_sha256': hashlib.sha256(blob).hexdigest(),
   }
-  os.makedirs(directory, exist_ok=True)
-  for name, content in ((serving.MODEL_FILE, serialized), (serving.WEIGHTS_FILE, blob)):
-    with open(os.path.join(directory, name), 'wb') as f:
-      f.write(content)
-  with open(os.path.join(directory, serving.METADATA_FILE), 'w', encoding='utf-8') as f:
-    json.dump(artifact, f, indent=2)
+  # Written beside, then renamed into place: a crash mid-export leaves what was there intact.
+  directory = os.path.abspath(directory)
+  staging, replaced = f'{directory}.writing-{os.getpid()}', f'{directory}.replaced-{os.getpid()}'
+  for stale in (staging, replaced):  # left by a crash of an earlier process with this id
+    _remove(stale)
+  os.makedirs(staging)
+  try:
+    for name, content in ((serving.MODEL_FILE, serialized), (serving.WEIGHTS_FILE, blob)):
+      with open(os.path.join(staging, name), 'wb') as f:
+        f.write(content)
+    with open(os.path.join(staging, serving.METADATA_FILE), 'w', encoding='utf-8') as f:
+      json.dump(artifact, f, indent=2)
+    if os.path.lexists(directory):
+      os.rename(directory, replaced)
+    try:
+      os.rename(staging, directory)
+    except OSError:
+      if os.path.lexists(replaced):
+        os.rename(replaced, directory)  # put back what was there
+      raise
+  finally:
+    _remove(staging)
+  _remove(replaced)
   return artifact
+
+
+def _remove(path: str) -> None:
+  if os.path.isdir(path) and not os.path.islink(path):
+    shutil.rmtree(path)
+  elif os.path.lexists(path):
+    os.remove(path)
+
+
+def holds_files(directory: str) -> bool:
+  """Whether `directory` exists as anything but an empty folder (what an export would replace)."""
+  return os.path.lexists(directory) and not (os.path.isdir(directory) and
+                                             not os.listdir(directory))

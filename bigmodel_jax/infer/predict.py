@@ -59,7 +59,11 @@ def _read_image(path: str | io.BytesIO, input_shape: Sequence[int], name: str) -
     raise _bad_input(name, f'the model takes {channels}-channel images; only 1 (grey) or 3 (RGB) '
                      'can be read from image files, give .npy arrays')
   try:
-    with Image.open(path) as image:
+    with Image.open(path) as image:  # reads the header only: the size is known before decoding
+      if image.width * image.height > Image.MAX_IMAGE_PIXELS:
+        raise _bad_input(name, f'an image of {image.width} x {image.height} pixels; at most '
+                         f'{Image.MAX_IMAGE_PIXELS:,} pixels are decoded (a compressed file '
+                         'that large may be a decompression bomb)')
       image = image.convert('L' if channels == 1 else 'RGB')
       if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BILINEAR)
@@ -90,6 +94,11 @@ def _image_array(array: np.ndarray, input_shape: Sequence[int], path: str) -> np
   if not np.issubdtype(array.dtype, np.floating):
     raise _bad_input(path, f'array of dtype {array.dtype}; give float values in [0, 1] (as the '
                      'model was trained on) or uint8 pixels')
+  if not ((array >= 0) & (array <= 1)).all():  # NaN too
+    found = ('NaN values' if np.isnan(array).any() else
+             f'values from {array.min():g} to {array.max():g}')
+    raise _bad_input(path, f'{found}; give float values in [0, 1] (as the model was trained on) '
+                     'or uint8 pixels')
   return array.astype(np.float32)
 
 
@@ -230,16 +239,13 @@ def _json_instance(spec: DataSpec, item: Any, name: str) -> np.ndarray:
       except binascii.Error:
         raise _bad_input(name, 'a string must be a base64 PNG or JPEG image') from None
       return _read_image(io.BytesIO(encoded), spec.input_shape, name)
-    try:
-      array = np.asarray(item, dtype=np.float32)
-    except (ValueError, TypeError):
-      raise _bad_input(name, 'give an image as nested lists of numbers or a base64 PNG or '
-                       'JPEG string') from None
+    array = _json_numbers(item, name, 'give an image as nested lists of numbers or a base64 '
+                          'PNG or JPEG string')
     if array.ndim == 2 and spec.input_shape[-1] == 1:
       array = array[..., None]
-    if array.shape != tuple(spec.input_shape) or not np.isfinite(array).all():
-      raise _bad_input(name, f'an image of shape {array.shape}; the model takes finite values '
-                       f'of shape {tuple(spec.input_shape)}')
+    if array.shape != tuple(spec.input_shape):
+      raise _bad_input(name, f'an image of shape {array.shape}; the model takes values in '
+                       f'[0, 1] of shape {tuple(spec.input_shape)}')
     return _image_array(array, spec.input_shape, name)[0]
   if spec.input_kind == 'features':
     if not isinstance(item, dict):
@@ -249,11 +255,28 @@ def _json_instance(spec: DataSpec, item: Any, name: str) -> np.ndarray:
     if missing or bad:
       raise _bad_input(name, f'lacks {", ".join(missing)}' if missing else
                        f'{", ".join(bad)} must be numbers (or null when missing)')
-    row = [[np.nan if item[f] is None else float(item[f]) for f in spec.feature_names]]
-    return _table_features(spec.feature_names, np.asarray(row), spec, name)[0]
+    row = _json_numbers([[np.nan if item[f] is None else item[f] for f in spec.feature_names]],
+                        name, 'give numbers')
+    if (np.abs(row) > np.finfo(np.float32).max).any():  # the model computes in float32
+      raise _bad_input(name, 'a feature too large for float32; give finite numbers')
+    return _table_features(spec.feature_names, row, spec, name)[0]
   if not isinstance(item, str):
     raise _bad_input(name, 'the model takes texts: give a string')
   return encode_texts([item], spec)[0]
+
+
+def _json_numbers(item: Any, name: str, problem: str) -> np.ndarray:
+  """float64 array of nested JSON lists that hold numbers only: numpy would also take booleans
+  and numeric strings ('0.5') as numbers, and a request must not be read as what it does not say.
+  """
+  try:
+    values = np.asarray(item, dtype=object)
+    # The types themselves, not isinstance: a bool is an int.
+    if not {type(v) for v in values.reshape(-1)} <= {int, float}:
+      raise TypeError
+    return values.astype(np.float64)
+  except (ValueError, TypeError, OverflowError):  # OverflowError: an int past float64's range
+    raise _bad_input(name, problem) from None
 
 
 def _is_number_or_null(value: Any) -> bool:

@@ -1,18 +1,21 @@
-"""Requests per second and latency of experiments.serve, with and without batching.
+"""Requests per second, latency and memory of experiments.serve, with and without batching.
 
-    python -m experiments.benchmarks.serve --exported=DIR [--clients=16] [--seconds=10]
+    python -m experiments.benchmarks.serve --exported=DIR [--clients=N ...] [--seconds=10]
 
-For each setting a server is started on a free loopback port (`--max_batch=64` and `--max_batch=1`,
-i.e. each request alone), `--clients` threads send one-instance requests back to back over
-keep-alive connections for `--seconds`, and the server is stopped with SIGTERM. Only loopback
-traffic; every loop is bounded by the time limit.
+For each setting a server is started on a free loopback port (`--max_batch=64`; `--max_batch=1`,
+i.e. each request alone; and a plain Starlette app that parses each request's JSON and sends it
+back, the ceiling of this HTTP stack on this machine); for each count of `--clients` (1, 8, 32
+and 128 unless given; repeatable), that many threads send one-instance requests back to back over
+keep-alive connections for `--seconds`; the server's resident memory is read before the first
+count and after the last (with its peak), and it is stopped with SIGTERM. The clients are threads of this one Python process, so at many
+clients they share its interpreter lock with each other. Only loopback traffic; every loop is
+bounded by the time limit.
 """
 
 import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,9 +27,11 @@ from absl import flags
 from bigmodel_jax.data import DataSpec
 from bigmodel_jax.infer import serving
 from experiments import cli
+from experiments.benchmarks.loopback import free_port, memory_mb, wait_until_healthy
 
 _EXPORTED = flags.DEFINE_string('exported', None, 'The artifact to serve.', required=True)
-_CLIENTS = flags.DEFINE_integer('clients', 16, 'Concurrent clients.', lower_bound=1)
+_CLIENTS = flags.DEFINE_multi_integer('clients', [1, 8, 32, 128], 'Concurrent clients: each '
+                                       'count is measured in turn.', lower_bound=1)
 _SECONDS = flags.DEFINE_float('seconds', 10.0, 'Measured time per setting.', lower_bound=0.1)
 _MAX_BATCH = flags.DEFINE_integer('max_batch', 64, 'The batching setting\'s --max_batch.',
                                   lower_bound=2)
@@ -42,27 +47,6 @@ def example_instance(spec: DataSpec):
   if spec.input_kind == 'features':
     return {name: 0.0 for name in spec.feature_names}
   return 'a short text'
-
-
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
-
-
-def wait_until_healthy(process: subprocess.Popen, port: int, timeout: float) -> None:
-  deadline = time.monotonic() + timeout
-  while time.monotonic() < deadline:
-    if process.poll() is not None:
-      raise RuntimeError(f'the server exited with {process.returncode}')
-    try:
-      connection = http.client.HTTPConnection('127.0.0.1', port, timeout=1)
-      connection.request('GET', '/healthz')
-      if connection.getresponse().status == 200:
-        return
-    except OSError:
-      time.sleep(0.2)
-  raise RuntimeError(f'the server did not answer /healthz within {timeout:.0f} s')
 
 
 def _client(port: int, body: bytes, stop_at: float, latencies: list[float],
@@ -103,19 +87,25 @@ def measure(port: int, body: bytes, clients: int, seconds: float) -> dict[str, f
           'p99_ms': float(np.percentile(ms, 99)), 'requests': len(ms)}
 
 
-def _serve_and_measure(exported: str, body: bytes, max_batch: int) -> dict[str, float]:
+def _serve_and_measure(command: list[str], body: bytes) -> list[dict[str, float]]:
+  """One result per count of clients, from a server started with `command` (and --port)."""
   port = free_port()
-  process = subprocess.Popen(
-      [sys.executable, '-m', 'experiments.serve', f'--exported={exported}', f'--port={port}',
-       f'--max_batch={max_batch}', f'--max_wait_ms={_MAX_WAIT_MS.value}'],
-      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  process = subprocess.Popen([*command, f'--port={port}'], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
   try:
     wait_until_healthy(process, port, _STARTUP_SECONDS)
-    result = measure(port, body, _CLIENTS.value, _SECONDS.value)
-    connection = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
-    connection.request('GET', '/metrics')
-    result['mean_batch'] = json.loads(connection.getresponse().read())['mean_batch']
-    return result
+    memory_before, _ = memory_mb(process.pid)
+    results = []
+    for clients in _CLIENTS.value:
+      before = _model_counts(port)
+      result = measure(port, body, clients, _SECONDS.value)
+      after = _model_counts(port)
+      calls = after[0] - before[0]
+      result['mean_batch'] = f'{(after[1] - before[1]) / calls:.1f}' if calls else '-'
+      results.append(result)
+    memory_after, peak = memory_mb(process.pid)
+    results[0]['memory'] = f'{memory_before:.0f} -> {memory_after:.0f} ({peak:.0f})'
+    return results
   finally:
     process.send_signal(signal.SIGTERM)
     try:
@@ -125,20 +115,41 @@ def _serve_and_measure(exported: str, body: bytes, max_batch: int) -> dict[str, 
       process.communicate()
 
 
+def _model_counts(port: int) -> tuple[int, int]:
+  """(model calls, instances) the server has run so far; (0, 0) for the echo app."""
+  connection = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
+  connection.request('GET', '/metrics')
+  response = connection.getresponse()
+  if response.status != 200:
+    return 0, 0
+  metrics = json.loads(response.read())
+  return metrics['model_calls'], metrics['instances']
+
+
 def main(argv):
   del argv
   _, artifact = serving.load_exported(_EXPORTED.value)  # a bad folder fails here, in one line
   spec = DataSpec.from_json(artifact['dataset'])
   body = json.dumps({'inputs': [example_instance(spec)]}).encode()
-  print(f'{_EXPORTED.value}: {artifact.get("model", "?")}, {_CLIENTS.value} clients, '
-        f'{_SECONDS.value:g} s per setting, load average {os.getloadavg()[0]:.1f}')
-  print(f"{'setting':<28}  {'requests/s':>10}  {'p50 ms':>7}  {'p99 ms':>7}  {'mean batch':>10}")
-  for name, max_batch in ((f'batching (max {_MAX_BATCH.value}, '
-                           f'{_MAX_WAIT_MS.value:g} ms)', _MAX_BATCH.value),
-                          ('no batching (max 1)', 1)):
-    r = _serve_and_measure(_EXPORTED.value, body, max_batch)
-    print(f"{name:<28}  {r['requests_per_second']:>10.0f}  {r['p50_ms']:>7.1f}  "
-          f"{r['p99_ms']:>7.1f}  {r['mean_batch']:>10.1f}")
+  print(f'{_EXPORTED.value}: {artifact.get("model", "?")}, {_SECONDS.value:g} s per count of '
+        f'clients, load average {os.getloadavg()[0]:.1f}')
+  print('| setting | clients | requests/s | p50 ms | p99 ms | mean batch | memory MB before -> '
+        'after (peak) |')
+  print('| --- | --- | --- | --- | --- | --- | --- |')
+  serve = [sys.executable, '-m', 'experiments.serve', f'--exported={_EXPORTED.value}',
+           f'--max_wait_ms={_MAX_WAIT_MS.value}']
+  settings = [
+      (f'batching (max {_MAX_BATCH.value}, {_MAX_WAIT_MS.value:g} ms)',
+       [*serve, f'--max_batch={_MAX_BATCH.value}']),
+      ('no batching (max 1)', [*serve, '--max_batch=1']),
+      ('Starlette echo (ceiling)', [sys.executable, '-m', 'uvicorn',
+                                    'experiments.benchmarks.echo_app:app', '--host=127.0.0.1',
+                                    '--log-level=warning']),
+  ]
+  for name, command in settings:
+    for clients, r in zip(_CLIENTS.value, _serve_and_measure(command, body)):
+      print(f"| {name} | {clients} | {r['requests_per_second']:.0f} | {r['p50_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {r['mean_batch']} | {r.get('memory', '')} |", flush=True)
 
 
 if __name__ == '__main__':

@@ -1,4 +1,5 @@
-"""The serving benchmark starts two servers on free loopback ports and prints a row for each."""
+"""The serving benchmark starts three servers on free loopback ports and prints a row for each
+server and count of clients."""
 
 import jax
 import pytest
@@ -10,21 +11,29 @@ from bigmodel_jax.models.mlp import MLP
 from bigmodel_jax.models.mlp import MLPConfig
 
 
-@pytest.mark.slow  # two server start-ups; tests/infer/test_server.py covers the server
-def test_prints_a_row_with_and_without_batching(tmp_path):
+@pytest.mark.slow  # three server start-ups; tests/infer/test_server.py covers the server
+def test_prints_a_row_per_setting_and_count_of_clients(tmp_path):
   spec = data.load_dataset('digits', data_dir=None, seq_len=1, tokenizer='char', target=None,
                            test_fraction=0.2, validation_fraction=0.1, seed=0).spec
   model = MLP(MLPConfig(num_outputs=spec.num_outputs, hidden_sizes=(16,)))
   params = jax.jit(model.init)(jax.random.PRNGKey(0), spec.example_inputs())['params']
   export.export_model(model, params, spec, str(tmp_path))
-  result = run_module('experiments.benchmarks.serve', f'--exported={tmp_path}', '--clients=2',
-                      '--seconds=0.5', '--max_batch=4')
+  result = run_module('experiments.benchmarks.serve', f'--exported={tmp_path}', '--clients=1',
+                      '--clients=2', '--seconds=0.5', '--max_batch=4')
   assert result.returncode == 0, result.stderr[-3000:]
-  header, *rows = result.stdout.strip().splitlines()[1:]
-  assert header.split() == ['setting', 'requests/s', 'p50', 'ms', 'p99', 'ms', 'mean', 'batch']
-  assert [r.split('(')[0].strip() for r in rows] == ['batching', 'no batching']
-  for row in rows:
-    requests_per_second, p50, p99, mean_batch = map(float, row.split(')')[1].split())
-    assert requests_per_second > 0 and 0 < p50 <= p99
-    assert 1 <= mean_batch <= 4
-  assert float(rows[1].split(')')[1].split()[-1]) == 1.0  # without batching, one per call
+  header, _, *rows = result.stdout.strip().splitlines()[1:]
+  assert header.split(' | ')[:3] == ['| setting', 'clients', 'requests/s']
+  cells = [row.strip('| ').split(' | ') for row in rows]
+  assert [(c[0].split(' (')[0], c[1]) for c in cells] == [
+      ('batching', '1'), ('batching', '2'), ('no batching', '1'), ('no batching', '2'),
+      ('Starlette echo', '1'), ('Starlette echo', '2')]
+  for setting, _, requests_per_second, p50, p99, mean_batch, *memory in cells:
+    assert float(requests_per_second) > 0 and 0 < float(p50) <= float(p99)
+    if setting.startswith('Starlette'):
+      assert mean_batch == '-'  # no model
+    else:
+      assert 1 <= float(mean_batch) <= (1 if setting.startswith('no') else 4)
+  for first in cells[::2]:  # the server's memory: before -> after (peak), on its first row
+    before, after, peak = map(float, first[6].replace('->', ' ').strip(' ()').replace('(', '')
+                              .split())
+    assert 0 < before <= peak and after <= peak

@@ -99,6 +99,16 @@ def test_train_regression_from_csv(tmp_path):
      'config.data.test_fraction must be a number strictly between 0 and 1, got 1.5'),
     (['--model=mlp', 'now'], 'unexpected arguments: now'),
     (['--config={tmp}/missing_config.py'], 'missing_config.py: cannot be loaded: [Errno 2]'),
+    # A config file is Python: whatever running it raises is one line.
+    (['--config={tmp}/syntax.py'], 'syntax.py: cannot be loaded: SyntaxError: invalid syntax '
+     '(syntax.py, line 1)'),
+    (['--config={tmp}/a.txt'], 'a.txt: cannot be loaded: SyntaxError'),
+    (['--config={tmp}/no_get.py'], 'no_get.py: cannot be loaded: it defines no get_config()'),
+    (['--config={tmp}/imports.py'], "imports.py: cannot be loaded: ModuleNotFoundError: No "
+     "module named 'no_such_module'"),
+    (['--config={tmp}/raises.py'], 'raises.py: cannot be loaded: NameError: name '
+     "'undefined' is not defined"),
+    (['--config={tmp}/empty_error.py'], 'empty_error.py: cannot be loaded: RuntimeError'),
     (['--model=mlp', '--dataset=csv:{tmp}', '--config.data.target=y'], 'cannot be read: Is a directory'),
     (['--model=mlp', '--dataset=csv:{tmp}/latin1.csv', '--config.data.target=y'],
      'cannot be read as a UTF-8 CSV file'),
@@ -134,6 +144,11 @@ def test_bad_input_exits_2_with_one_line_and_no_workdir(tmp_path, args, message)
   (tmp_path / 'short.txt').write_text('short txt')
   (tmp_path / 'a.txt').write_text('to be or not to be, ' * 20)
   (tmp_path / 'b.txt').write_text('all the world is a stage. ' * 20)
+  (tmp_path / 'syntax.py').write_text('def get_config(:\n  pass\n')
+  (tmp_path / 'no_get.py').write_text('CONFIG = 1\n')
+  (tmp_path / 'imports.py').write_text('import no_such_module\n')
+  (tmp_path / 'raises.py').write_text('def get_config():\n  return undefined\n')
+  (tmp_path / 'empty_error.py').write_text('raise RuntimeError\n')
   workdir = tmp_path / 'run'
   args = [a.replace('{csv}', str(csv)).replace('{tmp}', str(tmp_path)) for a in args]
   result = run('train', *args, f'--workdir={workdir}')
@@ -199,3 +214,17 @@ def test_diverging_run_exits_1_naming_the_step_and_last_good_checkpoint(tmp_path
   bad, good = int(match[1]), int(match[3])
   assert good == bad - 1 and match[2] == str(tmp_path / 'checkpoints' / str(good))
   assert max(map(int, os.listdir(tmp_path / 'checkpoints'))) == good
+
+
+@pytest.mark.parametrize('module, flag', [
+    ('train', 'workdir'), ('federated', 'workdir'), ('sweep', 'sweepdir')])
+def test_a_run_folder_that_is_a_file_or_read_only_is_one_line(tmp_path, module, flag):
+  """Checked at the door: they were FileExistsError and PermissionError tracebacks."""
+  (tmp_path / 'file').write_text('x')
+  extra = {'train': ['--model=mlp'], 'federated': [],
+           'sweep': ['--model=mlp', '--space=x.py', '--trials=1']}[module]
+  for folder, message in ((tmp_path / 'file', 'exists and is not a folder'),
+                          ('/sys/run', 'cannot be written (')):
+    line = error_line(run(module, *extra, f'--{flag}={folder}'))
+    assert line.startswith(f'error: --{flag}={folder}: {message}'), line
+  assert os.listdir(tmp_path) == ['file']

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 from sklearn import datasets
-from conftest import run_module
+from conftest import error_line, run_module
 
 # 64-16-10: 1024 + 160 kernel weights, so 75% of each kernel is a whole number of weights.
 TINY_MLP = ['--model=mlp', '--config.num_steps=40', '--config.log_every=20',
@@ -53,6 +53,30 @@ def test_quantize_writes_a_smaller_int8_artifact_that_predict_serves(mlp_workdir
   np.save(tmp_path / 'digits.npy', (datasets.load_digits().images[:2] / 16)[..., None])
   result = run('predict', f'--exported={output}', f'--inputs={tmp_path / "digits.npy"}')
   assert len(result.stdout.strip().splitlines()) == 3  # header and two rows
+  # Again into the same folder: refused, then replaced with --overwrite.
+  again = run_module('experiments.compress', f'--workdir={mlp_workdir}', f'--output={output}',
+                     '--method=quantize')
+  assert error_line(again) == (f'error: --output={output}: {output} holds files already; give '
+                               '--overwrite to replace them')
+  compress(mlp_workdir, output, '--method=quantize', '--calibration_batches=1', '--overwrite')
+  assert sorted(os.listdir(tmp_path)) == ['digits.npy', 'int8']  # nothing left beside
+
+
+def test_every_folder_compress_would_write_is_checked_before_the_run_is_read(tmp_path):
+  output = tmp_path / 'student'
+  (tmp_path / 'student-seed1-scratch').mkdir()
+  (tmp_path / 'student-seed1-scratch' / 'config.json').write_text('{}')
+  args = ['--workdir=/nonexistent', f'--output={output}', '--method=distill', '--seeds=2',
+          '--config.seed=0']
+  assert error_line(run_module('experiments.compress', *args)) == (
+      f'error: --output={output}: {output}-seed1-scratch holds files already; give '
+      '--overwrite to replace them')
+  assert 'no training run' in error_line(run_module('experiments.compress', *args,
+                                                    '--overwrite'))
+  assert (tmp_path / 'student-seed1-scratch' / 'config.json').exists()  # nothing removed
+  assert error_line(run_module('experiments.compress', f'--workdir={tmp_path}',
+                               f'--output={tmp_path}', '--method=quantize')) == (
+      f'error: --output={tmp_path}: is the run being compressed (--workdir); give another folder')
 
 
 @pytest.mark.slow  # fine-tuning in a subprocess; test_prune checks the masks in-process

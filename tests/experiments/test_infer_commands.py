@@ -141,3 +141,16 @@ def test_a_damaged_exported_model_is_one_line(cnn_workdir, digit_files, tmp_path
   line = error_line(run('predict', f'--exported={artifact}', f'--inputs={digit_files[0][0]}'))
   assert line.startswith(f'error: --exported={artifact}: {artifact / "model.bin"} (')
   assert 'does not match the SHA-256 recorded at export' in line
+
+
+def test_export_refuses_an_output_that_holds_files_unless_overwrite(tmp_path):
+  """Checked before the run is read: here the run does not even exist."""
+  output = tmp_path / 'artifact'
+  output.mkdir()
+  (output / 'model.bin').write_bytes(b'another model')
+  args = ['--workdir=/nonexistent', f'--output={output}']
+  assert error_line(run('export', *args)) == (
+      f'error: --output={output}: holds files already (another artifact?); give --overwrite '
+      'to replace them')
+  assert 'no training run' in error_line(run('export', *args, '--overwrite'))
+  assert (output / 'model.bin').read_bytes() == b'another model'

@@ -270,3 +270,47 @@ def test_an_artifact_of_the_previous_format_still_runs(exported, tmp_path):
     json.dump(metadata, f)
   run, _ = serving.load_exported(directory)
   np.testing.assert_allclose(run(inputs('mlp', 3)), exported['mlp'][1][3], rtol=1e-5, atol=1e-6)
+
+
+def _export_mlp(directory, step: int) -> None:
+  model, spec = CASES['mlp']
+  params = jax.jit(model.init)(jax.random.key(step), jnp.asarray(inputs('mlp', 1)))['params']
+  export.export_model(model, params, spec, str(directory), description={'step': step})
+
+
+def _step(directory) -> int:
+  return json.loads((directory / serving.METADATA_FILE).read_text())['step']
+
+
+def test_an_export_replaces_the_folder_whole_and_leaves_nothing_beside(tmp_path):
+  output = tmp_path / 'artifact'
+  _export_mlp(output, step=1)
+  (output / 'notes.txt').write_text('of the old artifact')
+  _export_mlp(output, step=2)
+  assert _step(output) == 2
+  assert sorted(os.listdir(output)) == sorted([serving.MODEL_FILE, serving.WEIGHTS_FILE,
+                                               serving.METADATA_FILE])
+  assert os.listdir(tmp_path) == ['artifact']  # no staging or replaced folder left
+  serving.load_exported(str(output))  # and it loads: the checksums match the files
+
+
+def test_a_crash_mid_export_leaves_the_old_artifact_intact(tmp_path, monkeypatch):
+  output = tmp_path / 'artifact'
+  _export_mlp(output, step=1)
+  before = {name: (output / name).read_bytes() for name in os.listdir(output)}
+
+  def crash(*args, **kwargs):
+    raise KeyboardInterrupt  # as if the process were stopped while writing metadata.json
+
+  monkeypatch.setattr(export.json, 'dump', crash)
+  with pytest.raises(KeyboardInterrupt):
+    _export_mlp(output, step=2)
+  assert {name: (output / name).read_bytes() for name in os.listdir(output)} == before
+  assert os.listdir(tmp_path) == ['artifact']
+
+
+def test_holds_files_is_false_only_for_an_absent_or_empty_folder(tmp_path):
+  assert not export.holds_files(str(tmp_path / 'absent'))
+  assert not export.holds_files(str(tmp_path))
+  (tmp_path / 'file').write_text('x')
+  assert export.holds_files(str(tmp_path)) and export.holds_files(str(tmp_path / 'file'))

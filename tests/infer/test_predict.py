@@ -232,6 +232,18 @@ def test_json_texts_equal_text_flags():
     (DIGITS, ['bm90IGFuIGltYWdl'], r'inputs\[0\]: cannot be read as an image'),
     (DIGITS, ['%%%'], r'inputs\[0\]: a string must be a base64 PNG'),
     (TEXT, [3], r'inputs\[0\]: the model takes texts'),
+    # numpy alone would read these as numbers; only JSON numbers in [0, 1] are pixels
+    (DIGITS, [[['0.5'] * 8] * 8], r'inputs\[0\]: give an image as nested lists of numbers'),
+    (DIGITS, [[[True] + [0] * 7] * 8], r'inputs\[0\]: give an image as nested lists of numbers'),
+    (DIGITS, [[[None] * 8] * 8], r'inputs\[0\]: give an image as nested lists of numbers'),
+    (DIGITS, [[[10**400] + [0] * 7] * 8], r'inputs\[0\]: give an image as nested lists'),
+    (DIGITS, [[[1e30] + [0] * 7] * 8], r'inputs\[0\]: values from 0 to 1e\+30; give float '
+     r'values in \[0, 1\]'),
+    (DIGITS, [[[0.5] * 8] * 7 + [[-0.25] + [1] * 7]], r'values from -0.25 to 1; give float'),
+    (DIGITS, [[[1e300] + [0] * 7] * 8], r'inputs\[0\]: values from 0 to 1e\+300'),
+    (DIGITS, [[[float('nan')] * 8] * 8], r'inputs\[0\]: NaN values; give float values'),
+    (DIGITS, [np.full((8, 8, 1, 1), 0.5).tolist()],
+     r'inputs\[0\]: an image of shape \(8, 8, 1, 1\)'),
 ])
 def test_bad_json_instances_say_which_and_why(spec, instances, message):
   with pytest.raises(UserInputError, match=message):
@@ -246,3 +258,23 @@ def test_bad_json_rows_name_the_features(table):
     predict.prepare_json(dataset.spec, [{'rooms': True, 'area': 2}])
   with pytest.raises(UserInputError, match=r'inputs\[0\]: give an object with the features'):
     predict.prepare_json(dataset.spec, [[1, 2]])
+  with pytest.raises(UserInputError, match=r'inputs\[0\]: a feature too large for float32'):
+    predict.prepare_json(dataset.spec, [{'rooms': 1e300, 'area': 2}])
+  with pytest.raises(UserInputError, match=r'inputs\[0\]: give numbers'):
+    predict.prepare_json(dataset.spec, [{'rooms': 10**400, 'area': 2}])
+
+
+def test_an_image_past_the_pixel_limit_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
+  """PIL only warns below twice its limit; here the limit itself refuses, from the header."""
+  path = png(tmp_path / 'big.png', np.zeros((40, 30), np.uint8))
+  monkeypatch.setattr(predict.Image, 'MAX_IMAGE_PIXELS', 40 * 30 - 1)
+  with pytest.raises(UserInputError, match=r'big.png: an image of 30 x 40 pixels; at most 1,199 '):
+    predict.prepare_inputs(DIGITS, [path])
+  monkeypatch.setattr(predict.Image, 'MAX_IMAGE_PIXELS', 40 * 30)
+  assert predict.prepare_inputs(DIGITS, [path])[1].shape == (1, 8, 8, 1)
+
+
+def test_npy_floats_outside_zero_one_are_refused(tmp_path):
+  np.save(tmp_path / 'bright.npy', np.full((8, 8, 1), 255.0, np.float32))
+  with pytest.raises(UserInputError, match=r'bright.npy: values from 255 to 255; give float'):
+    predict.prepare_inputs(DIGITS, [str(tmp_path / 'bright.npy')])
