@@ -15,6 +15,12 @@ SUBJECTS = ('dataset', 'workdir', 'init_from', 'inputs', 'text', 'exported', 'ou
             'port', 'eps', 'attack', 'norm', 'steps', 'step_size', 'method')
 
 
+def first_line(error: BaseException) -> str:
+  """'Type: the first line of the message', for an error quoted inside a one-line message."""
+  text = str(error).strip()
+  return f'{type(error).__name__}: {text.splitlines()[0]}' if text else type(error).__name__
+
+
 class UserInputError(ValueError):
   """Input (a config field, dataset, workdir or file) that is not what the program needs.
 

@@ -69,7 +69,6 @@ def define_config_flag(argv: Sequence[str], default_model: str) -> None:
          f'{os.path.relpath(_flag_value(argv, "config") or path)})')
 
 
-<<<<<<< HEAD
 def run_config(model_flag: flags.FlagHolder) -> config_lib.Config:
   """The typed config of --config and its --config.FIELD overrides, converted once, here.
 
@@ -81,7 +80,8 @@ def run_config(model_flag: flags.FlagHolder) -> config_lib.Config:
     fail(f'--model={model_flag.value} disagrees with config.model.name={config.model.name!r} of '
          '--config; give one of them')
   return config_lib.as_config(config)
-=======
+
+
 def check_writable_folder(flag: str, path: str) -> None:
   """Exits with one line unless `path` is a folder this process can write, or can be made one.
 
@@ -98,7 +98,6 @@ def check_writable_folder(flag: str, path: str) -> None:
     os.rmdir(tempfile.mkdtemp(prefix='.write-check-', dir=existing))
   except OSError as e:
     fail(f'--{flag}={path}: cannot be written ({e.strerror} in {existing})')
->>>>>>> serve
 
 
 def fail_unless_model(name: str) -> None:

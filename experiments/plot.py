@@ -1,9 +1,9 @@
 """Draw the pictures of a trained run: `python -m experiments.plot --workdir=runs/cnn [--text=...]`.
 
 Writes PNGs to WORKDIR/plots/ (training also writes them when it ends): training and validation
-curves; for classifiers a confusion matrix; for image models a grid of test images with true and
-predicted labels; for transformers the attention weights of each head for --text (default: the
-start of the first test example).
+curves; for classifiers a confusion matrix; for image models a grid of validation images with
+true and predicted labels; for transformers the attention weights of each head for --text
+(default: the start of the first test example).
 """
 
 from absl import flags
@@ -13,7 +13,7 @@ from experiments import plotting
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/transformer', 'Run directory of a trained model.')
 _TEXT = flags.DEFINE_string('text', None, 'Transformers: the text whose attention is drawn.')
-_NUM_IMAGES = flags.DEFINE_integer('num_images', 25, 'Image models: test images in the grid.',
+_NUM_IMAGES = flags.DEFINE_integer('num_images', 25, 'Image models: validation images in the grid.',
                                    lower_bound=1)
 
 

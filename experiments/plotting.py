@@ -82,7 +82,7 @@ def write_plots(workdir: str, *, text: str | None = None, num_images: int = 25) 
 
 def _write_model_plots(workdir: str, directory: str, title: str, text: str | None,
                        num_images: int) -> list[str]:
-  """The pictures that need the trained model: confusion, test images, attention."""
+  """The pictures that need the trained model: confusion, validation images, attention."""
   trained = trained_lib.load_trained(workdir)
   config, spec = trained.config, trained.spec
   is_classifier = spec.task == 'classification'

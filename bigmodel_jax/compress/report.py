@@ -22,7 +22,7 @@ from bigmodel_jax.train.evaluate import evaluate
 LATENCY_BATCHES = (1, 64)
 
 
-def count_params(params: Any) -> tuple[int, int]:
+def stored_weights(params: Any) -> tuple[int, int]:
   """(all, non-zero) stored weights; a quantized kernel counts its int8 values, not its scales."""
   is_quantized = lambda x: hasattr(x, 'qvalue')
   dense = nonzero = 0
@@ -60,7 +60,7 @@ def measure(name: str, directory: str, params: Any, source: data.Source, *, loss
   metrics = evaluate(eval_step, None, data.eval_batches(source, batch_size=256), task)
   program_bytes, weights_bytes = (os.path.getsize(os.path.join(directory, name))
                                   for name in (serving.MODEL_FILE, serving.WEIGHTS_FILE))
-  dense, nonzero = count_params(params)
+  dense, nonzero = stored_weights(params)
   return {'model': name, 'bytes': program_bytes + weights_bytes, 'weights_bytes': weights_bytes,
           'params': dense, 'nonzero': nonzero,
           **{k: metrics[k] for k in ('accuracy', 'loss') if k in metrics},

@@ -45,7 +45,7 @@ def load_dataset(name: str, *, data_dir: str | None = None, seq_len: int = 128,
                  validation_fraction: float = 0.1, seed: int = 0) -> dataset_lib.Dataset:
   """Returns dataset `name` (a key of `DATASETS`, with a path after 'csv:' or 'textfile:').
 
-  The options are checked by `bigmodel_jax.checks` (config.data.*) before this is called.
+  The options are checked by `bigmodel_jax.config` and `bigmodel_jax.train.checks` (config.data.*) before this is called.
 
   Args:
     name: the dataset (`config.data.name`).

@@ -1,4 +1,4 @@
-"""Pictures of a run: training curves, test images with predictions, confusion, attention.
+"""Pictures of a run: training curves, validation images with predictions, confusion, attention.
 
 Each function returns a matplotlib `Figure` built without pyplot (no global state, no display
 needed); `save` writes it as PNG.

@@ -21,7 +21,7 @@ import numpy as np
 import optuna
 
 from bigmodel_jax.config import Config
-from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.errors import UserInputError, first_line
 
 FUNCTION = 'space'
 
@@ -40,10 +40,6 @@ class SearchSpace:
     return values
 
 
-def _first_line(error: BaseException) -> str:
-  text = str(error).strip()
-  return f'{type(error).__name__}: {text.splitlines()[0]}' if text else type(error).__name__
-
 
 def load_space(path: str) -> SearchSpace:
   """Imports the file at `path` and returns its `space`; UserInputError if it cannot."""
@@ -54,7 +50,7 @@ def load_space(path: str) -> SearchSpace:
   try:
     spec.loader.exec_module(module)
   except Exception as e:  # pylint: disable=broad-except  # any error in the user's file
-    raise UserInputError(f'cannot be loaded: {_first_line(e)}', subject='space', value=path) from None
+    raise UserInputError(f'cannot be loaded: {first_line(e)}', subject='space', value=path) from None
   fn = getattr(module, FUNCTION, None)
   if not callable(fn):
     raise UserInputError(f'defines no function {FUNCTION}(trial) returning {{config field: value}}',
@@ -83,7 +79,7 @@ def dry_run(space: SearchSpace, config: Config) -> tuple[Config, dict[str, Any]]
   except UserInputError:
     raise
   except Exception as e:  # pylint: disable=broad-except  # any error in the user's function
-    raise UserInputError(f'{FUNCTION}(trial) failed: {_first_line(e)}', subject='space',
+    raise UserInputError(f'{FUNCTION}(trial) failed: {first_line(e)}', subject='space',
                          value=space.path) from None
   if not fields:
     raise UserInputError(f'{FUNCTION}(trial) returned no fields to search', subject='space',

@@ -22,7 +22,7 @@ import sqlalchemy
 
 from bigmodel_jax import config as config_lib
 from bigmodel_jax.config import Config
-from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.errors import UserInputError, first_line
 from bigmodel_jax.run import lock
 
 JOURNAL = 'study.journal'
@@ -34,10 +34,6 @@ _CONFIG_ATTR, _METRIC_ATTR = 'bigmodel_jax.config', 'bigmodel_jax.metric'
 
 optuna.logging.set_verbosity(logging.WARNING)  # the sweep logs its own line per trial
 
-
-def _first_line(error: BaseException) -> str:
-  text = str(error).strip()
-  return f'{type(error).__name__}: {text.splitlines()[0]}' if text else type(error).__name__
 
 
 _CREATE_ATTEMPTS = 3
@@ -61,11 +57,11 @@ def open_storage(url: str | None, sweepdir: str) -> optuna.storages.BaseStorage:
         return optuna.storages.RDBStorage(url)
     except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
       if attempt == _CREATE_ATTEMPTS - 1 or not _lost_schema_race(e):
-        raise UserInputError(f'cannot be opened: {_first_line(e)}', subject='storage',
+        raise UserInputError(f'cannot be opened: {first_line(e)}', subject='storage',
                              value=url) from None
       time.sleep(0.5)
     except Exception as e:  # pylint: disable=broad-except  # a driver, server or file problem
-      raise UserInputError(f'cannot be opened: {_first_line(e)}', subject='storage',
+      raise UserInputError(f'cannot be opened: {first_line(e)}', subject='storage',
                            value=url) from None
 
 

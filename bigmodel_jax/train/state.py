@@ -35,9 +35,3 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
                       rng=train_key)
 
   return init()
-
-
-def abstract_train_state(model: nn.Module, tx: optax.GradientTransformation,
-                         example_inputs: jax.Array, seed: int) -> TrainState:
-  """Shapes and dtypes of the train state, without allocating it (for restoring checkpoints)."""
-  return jax.eval_shape(lambda: create_train_state(model, tx, example_inputs, seed))

@@ -61,7 +61,7 @@ def test_the_int8_artifact_stores_int8_weights(spec, tmp_path):
   biases = 32 + 32 + 2
   assert sizes == [4 * 84_480 + biases, 84_480 + biases + 4 * (522 + 3)]
   assert sizes[0] / sizes[1] > 3.8
-  assert report.count_params(qparams)[0] == report.count_params(params)[0]
+  assert report.stored_weights(qparams)[0] == report.stored_weights(params)[0]
   run, artifact = serving.load_exported(str(tmp_path / 'int8'))
   assert [w['dtype'] for w in artifact['weights'] if w['name'].endswith('qvalue')] == ['int8'] * 3
   inputs = np.asarray(_inputs(spec, 3))
