@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bigmodel_jax import tasks
 from bigmodel_jax.data import DataSpec
 from bigmodel_jax.errors import UserInputError
-from bigmodel_jax.train import tasks
 
 
 def check_compatible(teacher: DataSpec, student: DataSpec, teacher_workdir: str) -> None:

@@ -14,10 +14,10 @@ import jax
 import numpy as np
 
 from bigmodel_jax import data
+from bigmodel_jax import tasks
 from bigmodel_jax.data import DataSpec
 from bigmodel_jax.infer import serving
-from bigmodel_jax.train import tasks
-from bigmodel_jax.train.evaluate import evaluate
+from bigmodel_jax.tasks.evaluate import evaluate
 
 LATENCY_BATCHES = (1, 64)
 

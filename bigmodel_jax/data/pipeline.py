@@ -72,7 +72,7 @@ def merge_task_batches(batches: Mapping[str, Batch]) -> dict[str, dict[str, np.n
   """{task: batch} -> one multi-task batch {'inputs': {task: ...}, 'targets': ..., 'weights': ...}.
 
   The task sits under each key (not the other way round) so that the step reads
-  batch['inputs'] as it does for one task; `train.tasks.task_batch` takes one task back out.
+  batch['inputs'] as it does for one task; `tasks.task_batch` takes one task back out.
   """
   first = next(iter(batches.values()))
   return {key: {name: batch[key] for name, batch in batches.items()} for key in first}

@@ -4,10 +4,10 @@ from typing import Any
 
 import jax
 
+from bigmodel_jax import tasks
 from bigmodel_jax.run import trained as trained_lib
-from bigmodel_jax.train import step as step_lib
-from bigmodel_jax.train import tasks
-from bigmodel_jax.train.evaluate import evaluate_split
+from bigmodel_jax.tasks import evaluate as tasks_evaluate
+from bigmodel_jax.tasks.evaluate import evaluate_split
 
 
 def evaluate_trained(trained: trained_lib.Trained, split: str, *,
@@ -20,7 +20,7 @@ def evaluate_trained(trained: trained_lib.Trained, split: str, *,
   config = trained.config
   dataset = trained_lib.load_dataset(config)
   task = tasks.create_task(trained.spec, config.loss)
-  eval_step = jax.jit(step_lib.make_eval_step(trained.model, task))
+  eval_step = jax.jit(tasks_evaluate.make_eval_step(trained.model, task))
   source = dataset.split(split)
   metrics = evaluate_split(eval_step, source, task, trained.params, batch_size=batch_size)
   examples = ({name: len(task_source) for name, task_source in source.items()}

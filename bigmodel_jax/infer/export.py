@@ -37,6 +37,7 @@ from jax.extend.mlir import passmanager
 from jax.extend.mlir.dialects import stablehlo
 from jax.interpreters import mlir as jax_mlir
 
+from bigmodel_jax import tasks
 from bigmodel_jax.data import DataSpec
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.infer import serving
@@ -44,11 +45,6 @@ from bigmodel_jax.infer import weights_file
 
 PLATFORMS = ('cpu', 'cuda', 'rocm', 'tpu')
 
-_OUTPUTS = {
-    'classification': 'logits (softmax gives the class probabilities, in class_names order)',
-    'regression': 'predicted target values, in the units of the training target',
-    'language_modeling': 'next-token logits at every position (vocabulary of the tokenizer)',
-}
 _PREPARATION = {
     'image': 'pixels / 255 as float32 in [0, 1], resized to the input height and width',
     'features': 'columns in feature_names order; missing values replaced by normalization.fill, '
@@ -109,7 +105,7 @@ def export_model(model: nn.Module, params: Any, spec: DataSpec, directory: str, 
       'platforms': list(platforms),
       'input': {'shape': ['batch', *input_shape], 'dtype': jnp.dtype(dtype).name,
                 'preparation': _PREPARATION[spec.input_kind]},
-      'output': {'shape': output_shape, 'meaning': _OUTPUTS[spec.task]},
+      'output': {'shape': output_shape, 'meaning': tasks.output_meaning(spec.task)},
       'dataset': spec.to_json(),
       'weights': index,
       'model_sha256': hashlib.sha256(serialized).hexdigest(),

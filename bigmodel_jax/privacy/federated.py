@@ -35,6 +35,7 @@ from absl import logging
 from bigmodel_jax import config as config_lib
 from bigmodel_jax import cost
 from bigmodel_jax import models
+from bigmodel_jax import tasks
 from bigmodel_jax.config import Config
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.privacy import accounting
@@ -44,12 +45,11 @@ from bigmodel_jax.run import resume
 from bigmodel_jax.run import trained
 from bigmodel_jax.run.checkpoint import Checkpointer
 from bigmodel_jax.run.lock import WorkdirLock
+from bigmodel_jax.tasks import evaluate as tasks_evaluate
+from bigmodel_jax.tasks.evaluate import evaluate_split
 from bigmodel_jax.train import hooks as hooks_lib
 from bigmodel_jax.train import log_interval
-from bigmodel_jax.train import step as step_lib
-from bigmodel_jax.train import tasks
 from bigmodel_jax.train.checks import validate_config
-from bigmodel_jax.train.evaluate import evaluate_split
 from bigmodel_jax.train.log_interval import LogInterval
 from bigmodel_jax.train.loop import run_steps
 from bigmodel_jax.train.preemption import PreemptionWatcher
@@ -198,7 +198,7 @@ def train_federated(config: Config, workdir: str) -> dict[str, Any]:
   init = jax.jit(lambda: RoundState(step=jnp.zeros((), jnp.int32), params=model.init(
       init_key, dataset.spec.example_inputs(), train=False)['params']))
   round_fn = jax.jit(make_round(model, task, fed, dp, train_key))
-  eval_step = jax.jit(step_lib.make_eval_step(model, task))
+  eval_step = jax.jit(tasks_evaluate.make_eval_step(model, task))
   evaluate = lambda params: evaluate_split(eval_step, dataset.validation, task, params,
                                            batch_size=config.batch_size,
                                            max_batches=config.eval_batches or None)

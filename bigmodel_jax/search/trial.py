@@ -15,10 +15,10 @@ from typing import Any
 import optuna
 
 from bigmodel_jax import data
+from bigmodel_jax import tasks
 from bigmodel_jax.config import Config
 from bigmodel_jax.errors import NonFiniteError, UserInputError
 from bigmodel_jax.run import files
-from bigmodel_jax.run import trained
 from bigmodel_jax.search import space as space_lib
 from bigmodel_jax.train import hooks as hooks_lib
 from bigmodel_jax.train.loop import train_and_evaluate
@@ -27,14 +27,6 @@ TRIALS = 'trials'
 FIELDS_ATTR = 'fields'    # the trial's config fields (user attribute, JSON)
 ERROR_ATTR = 'error'      # why a trial failed (user attribute)
 METRIC_PREFIX = 'validation.'
-# What each task's validation evaluation reports (train/tasks.py, train/metrics.py), so that a
-# metric the runs will not have is refused before the sweep starts; higher is better for these:
-VALIDATION_METRICS = {
-    'classification': ('loss', 'accuracy', 'precision', 'recall', 'f1'),
-    'regression': ('loss', 'mse', 'mae', 'r2'),
-    'language_modeling': ('loss', 'perplexity', 'bits_per_char', 'accuracy'),
-}
-MAXIMIZED = frozenset({'accuracy', 'precision', 'recall', 'f1', 'r2'})
 
 
 def workdir(sweepdir: str, number: int) -> str:
@@ -42,12 +34,13 @@ def workdir(sweepdir: str, number: int) -> str:
 
 
 def validation_metrics(config: Config) -> tuple[str, ...]:
-  """The validation metrics the runs of `config` report; a multi-task run's are its weighted
+  """The validation metrics the runs of `config` report (the task registry's), so that a metric
+  the runs will not have is refused before the sweep starts; a multi-task run's are its weighted
   'loss' and each task's as 'NAME/metric'."""
   if not config.is_multitask:
-    return VALIDATION_METRICS[data.dataset_task(config.data.name)]
+    return tasks.metric_names(data.dataset_task(config.data.name))
   return ('loss', *(f'{name}/{key}' for name, task in config.tasks.items()
-                    for key in VALIDATION_METRICS[data.dataset_task(task.dataset)]))
+                    for key in tasks.metric_names(data.dataset_task(task.dataset))))
 
 
 def metric_key(metric: str, config: Config | None = None) -> str:
@@ -58,7 +51,7 @@ def metric_key(metric: str, config: Config | None = None) -> str:
                          'validation.loss, validation.accuracy): trials are compared on the '
                          'validation split, never on test', subject='metric', value=metric)
   if config is not None and key not in validation_metrics(config):
-    task = 'multitask' if config.is_multitask else data.dataset_task(config.data.name)
+    task = tasks.MULTITASK if config.is_multitask else data.dataset_task(config.data.name)
     raise UserInputError(f'is not reported by {task} runs; choose one of: '
                          f"{', '.join(METRIC_PREFIX + k for k in validation_metrics(config))}",
                          subject='metric', value=metric)
@@ -67,7 +60,7 @@ def metric_key(metric: str, config: Config | None = None) -> str:
 
 def default_direction(metric: str) -> str:
   # A multi-task run's 'genre/accuracy' is an accuracy.
-  return 'maximize' if metric_key(metric).rpartition('/')[2] in MAXIMIZED else 'minimize'
+  return 'maximize' if tasks.is_maximized(metric_key(metric)) else 'minimize'
 
 
 @dataclasses.dataclass

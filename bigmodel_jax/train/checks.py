@@ -14,6 +14,7 @@ import jax
 from bigmodel_jax import config as config_lib
 from bigmodel_jax import data
 from bigmodel_jax import models
+from bigmodel_jax import tasks
 from bigmodel_jax.config import Config
 from bigmodel_jax.data import tokenizers
 from bigmodel_jax.errors import UserInputError
@@ -23,7 +24,7 @@ from bigmodel_jax.train import optimizers
 from bigmodel_jax.train import strategies
 
 # A multi-task run's config.data.name.
-MULTITASK = 'multitask'
+MULTITASK = tasks.MULTITASK
 
 
 def validate_config(config: Config | Any) -> None:

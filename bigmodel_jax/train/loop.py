@@ -37,6 +37,7 @@ from bigmodel_jax import config as config_lib
 from bigmodel_jax import cost
 from bigmodel_jax import data
 from bigmodel_jax import models
+from bigmodel_jax import tasks
 from bigmodel_jax.errors import Preempted
 from bigmodel_jax.privacy import budget as dp_budget
 from bigmodel_jax.privacy import hooks as dp_hooks
@@ -47,15 +48,15 @@ from bigmodel_jax.run import resume
 from bigmodel_jax.run import trained
 from bigmodel_jax.run.checkpoint import Checkpointer, saved_steps
 from bigmodel_jax.run.lock import WorkdirLock
+from bigmodel_jax.tasks import evaluate as tasks_evaluate
+from bigmodel_jax.tasks.evaluate import evaluate_split
 from bigmodel_jax.train import hooks as hooks_lib
 from bigmodel_jax.train import init_from
 from bigmodel_jax.train import log_interval
 from bigmodel_jax.train import optimizers
 from bigmodel_jax.train import step as step_lib
 from bigmodel_jax.train import strategies
-from bigmodel_jax.train import tasks
 from bigmodel_jax.train.checks import check_data_fits, validate_config
-from bigmodel_jax.train.evaluate import evaluate_split
 from bigmodel_jax.train.log_interval import LogInterval
 from bigmodel_jax.train.preemption import PreemptionWatcher
 from bigmodel_jax.train.state import TrainState, create_train_state
@@ -161,7 +162,7 @@ class RunParts:
 
   def evaluator(self, split: str) -> Callable[[Any], dict[str, float]]:
     """params -> the task's metrics on `split` (at most config.eval_batches batches)."""
-    eval_step = self.strategy.eval_step(step_lib.make_eval_step(self.model, self.task))
+    eval_step = self.strategy.eval_step(tasks_evaluate.make_eval_step(self.model, self.task))
     return functools.partial(evaluate_split, eval_step, self.dataset.split(split), self.task,
                              batch_size=self.config.batch_size,
                              max_batches=self.config.eval_batches or None)

@@ -9,7 +9,7 @@ import optax
 
 from bigmodel_jax.privacy import dp_sgd
 from bigmodel_jax.train.state import TrainState
-from bigmodel_jax.train.tasks import Batch, Task
+from bigmodel_jax.tasks import Batch, Task
 
 Metrics = dict[str, jax.Array]
 # perturb(params, batch, rng) -> batch: replaces inputs before the loss (adversarial training).
@@ -119,13 +119,3 @@ def make_train_step(model: nn.Module, task: Task, tx: optax.GradientTransformati
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step
-
-
-def make_eval_step(model: nn.Module, task: Task) -> Callable[[object, Batch], Metrics]:
-  """`eval_step(params, batch) -> statistics` summed over the batch (see `tasks`)."""
-
-  def eval_step(params, batch: Batch) -> Metrics:
-    outputs = model.apply({'params': params}, batch['inputs'], train=False)
-    return task.eval_statistics(outputs, batch)
-
-  return eval_step

@@ -32,13 +32,13 @@ from absl import flags
 from bigmodel_jax import cost
 from bigmodel_jax import data
 from bigmodel_jax import models
+from bigmodel_jax import tasks
 from bigmodel_jax.data.dataset import ArraySource, make_dataset
 from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.run import files
 from bigmodel_jax.train import loop
 from bigmodel_jax.train import optimizers
-from bigmodel_jax.run import files
 from bigmodel_jax.train import strategies
-from bigmodel_jax.train import tasks
 from experiments import cli
 from experiments.configs import transformer as transformer_config
 

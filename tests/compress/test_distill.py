@@ -6,13 +6,14 @@ import numpy as np
 import optax
 import pytest
 
+from bigmodel_jax import tasks
 from bigmodel_jax.compress import distill
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.models.mlp import MLP
-from bigmodel_jax.train import step as step_lib
-from bigmodel_jax.train import tasks
-from bigmodel_jax.train.state import create_train_state
 from bigmodel_jax.models.mlp import MLPConfig
+from bigmodel_jax.tasks import evaluate as tasks_evaluate
+from bigmodel_jax.train import step as step_lib
+from bigmodel_jax.train.state import create_train_state
 
 
 class _Fixed:
@@ -63,7 +64,7 @@ def test_a_train_step_moves_the_student_towards_the_teacher_and_never_the_teache
     state, metrics = train_step(state, batch)
     losses.append(float(metrics['soft_loss']))
   assert losses[-1] < 0.5 * losses[0]
-  eval_stats = step_lib.make_eval_step(student, task)(state.params, batch)
+  eval_stats = tasks_evaluate.make_eval_step(student, task)(state.params, batch)
   assert set(eval_stats) == {'loss_sum', 'count', 'confusion'}  # the student's own evaluation
 
 

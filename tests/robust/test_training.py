@@ -7,16 +7,16 @@ import optax
 import pytest
 from conftest import train_until_crash
 
+from bigmodel_jax import tasks
 from bigmodel_jax.models.cnn import CNN
+from bigmodel_jax.models.cnn import CNNConfig
 from bigmodel_jax.robust import evaluate as robust_eval
 from bigmodel_jax.robust import training
 from bigmodel_jax.robust.attacks import Attack
 from bigmodel_jax.run import trained as trained_lib
 from bigmodel_jax.train import step as step_lib
-from bigmodel_jax.train import tasks
 from bigmodel_jax.train.loop import train_and_evaluate
 from bigmodel_jax.train.state import create_train_state
-from bigmodel_jax.models.cnn import CNNConfig
 from experiments.configs import cnn as cnn_config
 
 

@@ -3,8 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bigmodel_jax import tasks
+from bigmodel_jax.tasks import evaluate as tasks_evaluate
 from bigmodel_jax.train import step as step_lib
-from bigmodel_jax.train import tasks
 from bigmodel_jax.train.state import create_train_state
 from toy import ToyClassifier, toy_batch
 
@@ -35,7 +36,7 @@ def test_gradient_accumulation_equals_one_large_batch():
 def test_padding_rows_do_not_change_eval_statistics():
   model, task = ToyClassifier(), tasks.Classification(3)
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4)))['params']
-  eval_step = jax.jit(step_lib.make_eval_step(model, task))
+  eval_step = jax.jit(tasks_evaluate.make_eval_step(model, task))
   batch = toy_batch(10, features=4)
   padded = jax.tree.map(lambda x: np.concatenate([x, x[:6]]), batch)
   padded['weights'][10:] = 0

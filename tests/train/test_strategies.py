@@ -16,14 +16,14 @@ import numpy as np
 import optax
 import pytest
 
+from bigmodel_jax import tasks
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.run import trained as trained_lib
 from bigmodel_jax.train import step as step_lib
 from bigmodel_jax.train import strategies
-from bigmodel_jax.train import tasks
+from bigmodel_jax.train.checks import validate_strategy
 from bigmodel_jax.train.loop import train_and_evaluate
 from bigmodel_jax.train.state import create_train_state
-from bigmodel_jax.train.checks import validate_strategy
 from experiments.configs import mlp as mlp_config
 from toy import ToyClassifier, toy_batch
 

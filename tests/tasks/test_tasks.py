@@ -1,4 +1,4 @@
-"""Tests for bigmodel_jax.train.tasks: the multi-task loss and metrics over the single tasks'."""
+"""Tests for bigmodel_jax.tasks: the multi-task loss and metrics over the single tasks'."""
 
 import math
 
@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from bigmodel_jax import tasks
 from bigmodel_jax.data import CharTokenizer, merge_task_batches
 from bigmodel_jax.data.spec import TaskEntry, multitask_spec, text_spec
 from bigmodel_jax.errors import UserInputError
-from bigmodel_jax.train import tasks
 
 CHARS = CharTokenizer('abc')
 SPEC = multitask_spec([
@@ -68,3 +68,23 @@ def test_multitask_metrics_are_per_task_with_the_weighted_loss_once_all_are_in()
 def test_multitask_runs_keep_each_tasks_own_loss():
   with pytest.raises(UserInputError, match="config.loss='cross_entropy': a multi-task run"):
     tasks.create_task(SPEC, 'cross_entropy')
+
+
+def test_each_registered_task_reports_the_metrics_it_declares():
+  # What the sweep refuses and the direction it picks come from these declarations.
+  rng = np.random.default_rng(0)
+  cases = {
+      'classification': (tasks.Classification(3), jnp.asarray(rng.normal(size=(4, 3))),
+                         np.array([0, 1, 2, 1])),
+      'regression': (tasks.Regression(), jnp.asarray(rng.normal(size=(4, 2))),
+                     rng.normal(size=(4, 2))),
+      'language_modeling': (tasks.LanguageModeling(), jnp.asarray(rng.normal(size=(4, 5, 3))),
+                            rng.integers(0, 3, (4, 5))),
+  }
+  assert set(cases) == set(tasks.TASKS)
+  for name, (task, outputs, targets) in cases.items():
+    stats = task.eval_statistics(outputs, {'targets': targets, 'weights': np.ones(4, np.float32)})
+    assert tuple(task.metrics({k: np.asarray(v) for k, v in stats.items()})) == task.METRICS
+    assert tasks.metric_names(name) == task.METRICS
+    assert set(task.MAXIMIZED) <= set(task.METRICS) and task.LOSSES and task.OUTPUT
+  assert tasks.is_maximized('genre/accuracy') and not tasks.is_maximized('lm/bits_per_char')

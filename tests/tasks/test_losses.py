@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bigmodel_jax.train import losses
+from bigmodel_jax.tasks import losses
 
 
 def test_softmax_cross_entropy_matches_log_softmax():

@@ -2,11 +2,23 @@
 
 from typing import Any, Callable, Iterable, Mapping
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from bigmodel_jax import data
-from bigmodel_jax.train.tasks import Batch, MultiTask, Task
+from bigmodel_jax.tasks import Batch, MultiTask, Task
+
+
+def make_eval_step(model: nn.Module, task: Task) -> Callable[[Any, Batch], dict[str, Any]]:
+  """`eval_step(params, batch) -> statistics` summed over the batch (see the task's
+  `eval_statistics`); the callers jit it."""
+
+  def eval_step(params, batch: Batch) -> dict[str, Any]:
+    outputs = model.apply({'params': params}, batch['inputs'], train=False)
+    return task.eval_statistics(outputs, batch)
+
+  return eval_step
 
 
 def _summed_statistics(eval_step: Callable[[Any, Batch], dict[str, jax.Array]], params: Any,

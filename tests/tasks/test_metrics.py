@@ -3,7 +3,7 @@ import math
 import numpy as np
 from sklearn import metrics as skm
 
-from bigmodel_jax.train import metrics
+from bigmodel_jax.tasks import metrics
 
 
 def test_classification_metrics_equal_scikit_learn():
