@@ -7,12 +7,10 @@
       sample       SampleConfig | None (language models)   federated  FederatedConfig | None
       tasks        {name: TaskConfig} (multi-task runs; empty otherwise)
 
-Two marks on fields replace hand-kept lists (`setting(..., resume=True, sweep=True)`):
-  - `resume`: may change when a run resumes: it changes how long or how visibly a run trains, or
-    how the same update is split, not what a step computes (`resumable`);
-  - `sweep`: may differ between the workers of one sweep (and its reruns) without making their
-    trials incomparable (`sweep_safe`).
-A model config class marks its own fields the same way (`models/transformer.py`).
+Two marks on fields (bigmodel_jax/marks.py: `setting(..., resume=True, sweep=True)`) replace
+hand-kept lists: `resume`, may change when a run resumes, and `sweep`, may differ between the
+workers of one sweep (`marked`, `may_differ`). A model config class marks its own fields the
+same way (`models/transformer.py`).
 
 The command line keeps ml_collections as its override surface (`--config` files and
 `--config.FIELD=V`); `Config.from_dict` converts its `to_dict()` once, at the door, and so reads
@@ -30,15 +28,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Self
 
 from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.marks import RESUME, SWEEP, setting  # RESUME, SWEEP: config_lib.RESUME
 
-RESUME, SWEEP = 'resume', 'sweep'
-
-
-def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING,
-            resume: bool = False, sweep: bool = False) -> Any:
-  """A config field with its default and its marks (see the module docstring)."""
-  return dataclasses.field(default=default, default_factory=factory,
-                           metadata={RESUME: resume, SWEEP: sweep})
 
 
 def _is_int(value: Any) -> bool:
@@ -219,7 +210,9 @@ class DPConfig(Section):
   def validate(self) -> None:
     if not self.enabled:
       return
-    self.positive('clip_norm', 'noise_multiplier')
+    for field in ('clip_norm', 'noise_multiplier'):
+      if not 0 < getattr(self, field) < float('inf'):
+        self.fail(field, getattr(self, field), 'must be > 0')
     if not 0 < self.delta < 1:
       self.fail('delta', self.delta, 'must be strictly between 0 and 1')
     self.positive('target_epsilon', 'max_epsilon', optional=True)

@@ -22,7 +22,7 @@ from bigmodel_jax import plots
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.plots.adversarial import plot_adversarial_examples
 from bigmodel_jax.robust import evaluate as robust_eval
-from bigmodel_jax.robust.attacks import Attack
+from bigmodel_jax.train.attacks import Attack
 from bigmodel_jax.run import trained as trained_lib
 from experiments import cli
 

@@ -12,7 +12,7 @@ from ml_collections import config_flags
 
 from bigmodel_jax import config as config_lib
 from bigmodel_jax.infer.evaluate import evaluate_trained
-from bigmodel_jax.privacy.federated import train_federated
+from bigmodel_jax.federated.fedavg import train_federated
 from bigmodel_jax.run import trained as trained_lib
 from experiments import cli
 

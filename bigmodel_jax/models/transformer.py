@@ -20,8 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bigmodel_jax import config as config_lib
 from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.marks import setting
 from bigmodel_jax.models.attention import MultiHeadSelfAttention, check_attention_config
 from bigmodel_jax.models import lora
 from bigmodel_jax.models.base import Model, ModelConfig, config_error
@@ -92,7 +92,7 @@ class TransformerConfig(ModelConfig):
   attention_dropout_rate: float = 0.0
   attention_impl: str = 'explicit'
   # The same causal attention split differently: may change when a run resumes.
-  causal_block_size: int = config_lib.setting(64, resume=True)
+  causal_block_size: int = setting(64, resume=True)
   tie_embeddings: bool = True
   pad_id: int = 0
   causal: bool = False

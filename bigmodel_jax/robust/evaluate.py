@@ -12,7 +12,7 @@ import numpy as np
 from bigmodel_jax import data
 from bigmodel_jax.data import DataSpec
 from bigmodel_jax.errors import UserInputError
-from bigmodel_jax.robust.attacks import Attack
+from bigmodel_jax.train.attacks import Attack
 from bigmodel_jax.run import trained as trained_lib
 
 # (params, inputs, labels, rng, eps) -> (adversarial inputs, their logits)

@@ -18,7 +18,7 @@ from bigmodel_jax import tasks
 from bigmodel_jax.config import Config
 from bigmodel_jax.data import tokenizers
 from bigmodel_jax.errors import UserInputError
-from bigmodel_jax.robust import attacks
+from bigmodel_jax.train import attacks
 from bigmodel_jax.train import init_from
 from bigmodel_jax.train import optimizers
 from bigmodel_jax.train import strategies

@@ -39,10 +39,10 @@ from bigmodel_jax import data
 from bigmodel_jax import models
 from bigmodel_jax import tasks
 from bigmodel_jax.errors import Preempted
-from bigmodel_jax.privacy import budget as dp_budget
-from bigmodel_jax.privacy import hooks as dp_hooks
-from bigmodel_jax.privacy import sampling as dp_sampling
-from bigmodel_jax.robust import training as adversarial
+from bigmodel_jax.train.privacy import budget as dp_budget
+from bigmodel_jax.train.privacy import hooks as dp_hooks
+from bigmodel_jax.train.privacy import sampling as dp_sampling
+from bigmodel_jax.train import adversarial as adversarial
 from bigmodel_jax.run import files
 from bigmodel_jax.run import resume
 from bigmodel_jax.run import trained

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bigmodel_jax.privacy import dp_sgd
+from bigmodel_jax.train.privacy import dp_sgd
 from bigmodel_jax.train.state import TrainState
 from bigmodel_jax.tasks import Batch, Task
 

@@ -6,7 +6,7 @@ import os
 import pytest
 from conftest import run_module
 
-from bigmodel_jax.privacy import accounting
+from bigmodel_jax.train.privacy import accounting
 from bigmodel_jax.train.loop import train_and_evaluate
 from experiments.configs import mlp as mlp_config
 

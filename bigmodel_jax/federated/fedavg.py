@@ -38,8 +38,6 @@ from bigmodel_jax import models
 from bigmodel_jax import tasks
 from bigmodel_jax.config import Config
 from bigmodel_jax.errors import UserInputError
-from bigmodel_jax.privacy import accounting
-from bigmodel_jax.privacy import dp_sgd
 from bigmodel_jax.run import files
 from bigmodel_jax.run import resume
 from bigmodel_jax.run import trained
@@ -53,6 +51,8 @@ from bigmodel_jax.train.checks import validate_config
 from bigmodel_jax.train.log_interval import LogInterval
 from bigmodel_jax.train.loop import run_steps
 from bigmodel_jax.train.preemption import PreemptionWatcher
+from bigmodel_jax.train.privacy import accounting
+from bigmodel_jax.train.privacy import dp_sgd
 from bigmodel_jax.train.writers import MetricWriter
 
 

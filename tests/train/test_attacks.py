@@ -7,7 +7,7 @@ import pytest
 
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.models.cnn import CNN
-from bigmodel_jax.robust.attacks import Attack
+from bigmodel_jax.train.attacks import Attack
 from bigmodel_jax.tasks import losses
 from bigmodel_jax.models.cnn import CNNConfig
 

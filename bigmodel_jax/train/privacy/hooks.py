@@ -4,7 +4,7 @@ import dataclasses
 
 from absl import logging
 
-from bigmodel_jax.privacy.budget import DpPlan
+from bigmodel_jax.train.privacy.budget import DpPlan
 from bigmodel_jax.train.hooks import LoopState, Periodic
 from bigmodel_jax.train.writers import MetricWriter
 

@@ -14,8 +14,8 @@ import pytest
 
 from bigmodel_jax import tasks
 from bigmodel_jax.errors import UserInputError
-from bigmodel_jax.privacy import budget
-from bigmodel_jax.privacy import dp_sgd
+from bigmodel_jax.train.privacy import budget
+from bigmodel_jax.train.privacy import dp_sgd
 from bigmodel_jax.train import step as step_lib
 from bigmodel_jax.train import strategies
 from bigmodel_jax.train.state import create_train_state

@@ -4,7 +4,7 @@ import dp_accounting
 import pytest
 from dp_accounting import rdp
 
-from bigmodel_jax.privacy import accounting
+from bigmodel_jax.train.privacy import accounting
 
 
 def _direct(q, sigma, steps, delta):

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from bigmodel_jax.config import AdversarialConfig
-from bigmodel_jax.robust.attacks import Attack
+from bigmodel_jax.train.attacks import Attack
 
 Batch = dict[str, jax.Array]
 

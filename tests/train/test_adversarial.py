@@ -11,8 +11,8 @@ from bigmodel_jax import tasks
 from bigmodel_jax.models.cnn import CNN
 from bigmodel_jax.models.cnn import CNNConfig
 from bigmodel_jax.robust import evaluate as robust_eval
-from bigmodel_jax.robust import training
-from bigmodel_jax.robust.attacks import Attack
+from bigmodel_jax.train import adversarial as training
+from bigmodel_jax.train.attacks import Attack
 from bigmodel_jax.run import trained as trained_lib
 from bigmodel_jax.train import step as step_lib
 from bigmodel_jax.train.loop import train_and_evaluate

@@ -13,9 +13,9 @@ import jax
 
 from bigmodel_jax.config import Config
 from bigmodel_jax.errors import UserInputError
-from bigmodel_jax.privacy import accounting
-from bigmodel_jax.privacy import dp_sgd
-from bigmodel_jax.privacy import sampling
+from bigmodel_jax.train.privacy import accounting
+from bigmodel_jax.train.privacy import dp_sgd
+from bigmodel_jax.train.privacy import sampling
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,7 @@
 import numpy as np
 
 from bigmodel_jax.data.dataset import ArraySource
-from bigmodel_jax.privacy import sampling
+from bigmodel_jax.train.privacy import sampling
 
 N = 2000
 

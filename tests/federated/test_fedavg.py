@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from bigmodel_jax.errors import UserInputError
-from bigmodel_jax.privacy import federated
-from bigmodel_jax.privacy import accounting
+from bigmodel_jax.federated import fedavg as federated
+from bigmodel_jax.train.privacy import accounting
 from bigmodel_jax.train.checks import validate_config
 from experiments.configs import federated as federated_config
 

@@ -1,1 +1,0 @@
-"""Differential privacy (DP-SGD and its accounting) and federated averaging in simulation."""
