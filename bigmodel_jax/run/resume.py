@@ -29,6 +29,7 @@ SAFE_FIELDS = frozenset({
     # How the same update is split over devices and micro-batches; restoring reshards the
     # checkpoint. The bits may change with the reduction order (README, Determinism).
     'strategy', 'fsdp', 'grad_accum_steps',
+    'mesh.data', 'mesh.fsdp', 'mesh.tensor', 'mesh.dcn_data', 'mesh.rules',
     'model.causal_block_size',  # how the same causal attention is split into query blocks
     'dp.max_epsilon',  # the budget: where training stops, not what a step computes
 })

@@ -38,6 +38,7 @@ from bigmodel_jax import cost
 from bigmodel_jax import data
 from bigmodel_jax import models
 from bigmodel_jax.errors import Preempted
+from bigmodel_jax.parallel import rules
 from bigmodel_jax.privacy import budget as dp_budget
 from bigmodel_jax.privacy import hooks as dp_hooks
 from bigmodel_jax.privacy import sampling as dp_sampling
@@ -184,7 +185,9 @@ def build_run(config: ConfigDict) -> RunParts:
     # A freeze or multiplier regex that matches no parameter is refused here, not at init.
     optimizers.param_labels(config.optimizer, trained.abstract_params(model, dataset.spec),
                             model.trained_only())
-  strategy = strategies.create_strategy(config.strategy, fsdp=config.fsdp)
+  strategy = strategies.create_strategy(
+      config.strategy, fsdp=config.fsdp, mesh=strategies.mesh_from(config),
+      param_axes=rules.param_axes(model, dataset.spec.example_inputs(), train=False))
   dp = None
   if config.dp.enabled:
     dp = dp_budget.plan(
@@ -352,7 +355,8 @@ def _cost_report(parts: RunParts, state, num_params, flops_per_step, flops_conve
       'dtype': meter.dtype,
       'batch_size': config.batch_size, 'grad_accum_steps': config.grad_accum_steps,
       'strategy': strategy.name, 'fsdp': strategy.fsdp, 'device_kind': meter.device_kind,
-      'num_devices': strategy.num_devices, 'num_processes': jax.process_count(),
+      'num_devices': strategy.num_devices, 'mesh': dict(strategy.mesh.shape),
+      'num_processes': jax.process_count(),
       'flops_per_step': flops_per_step,
       'flops_convention': flops_convention, 'seconds_per_step': seconds_per_step,
       'checkpoint_bytes': checkpoint_bytes, **cost.peak_memory_bytes(),

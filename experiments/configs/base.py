@@ -37,6 +37,15 @@ def get_base_config() -> config_dict.ConfigDict:
   config.grad_accum_steps = 1          # micro-batches per step
   config.strategy = 'auto'             # single | mesh | pmap | auto (mesh on >1 device)
   config.fsdp = False                  # mesh: split params and optimizer state over the devices
+  # The device mesh (bigmodel_jax/parallel/mesh.py MeshConfig; README, Big models on TPU): axis
+  # sizes, one of data/fsdp/tensor may be -1 (the rest); dcn_data: data parallel across slices.
+  # rules: ((logical name, mesh axis or axes or None), ...) before parallel/rules.py's table.
+  config.mesh = config_dict.ConfigDict()
+  config.mesh.data = -1
+  config.mesh.fsdp = 1
+  config.mesh.tensor = 1
+  config.mesh.dcn_data = 1
+  config.mesh.rules = ()
   config.num_steps = 1000
 
   config.optimizer = config_dict.ConfigDict()
