@@ -31,7 +31,7 @@ def _simulate_cpu_devices(argv: list[str]) -> None:
   """--topology=cpu:N: N host-platform devices, set before jax starts its backend."""
   topology = next((a.split('=', 1)[1] for a in argv if a.startswith('--topology=')), '')
   count = topology[len(plan_lib.CPU_PREFIX):]
-  if topology.startswith(plan_lib.CPU_PREFIX) and count.isdigit():
+  if topology.startswith(plan_lib.CPU_PREFIX) and count.isdigit() and int(count) >= 1:
     import jax  # pylint: disable=g-import-not-at-top
     jax.config.update('jax_num_cpu_devices', int(count))
     jax.config.update('jax_platforms', 'cpu')

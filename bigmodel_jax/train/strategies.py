@@ -166,10 +166,11 @@ class Strategy:
       step = jax.jit(make_step(axis_name=None), donate_argnums=0,
                      in_shardings=(shardings, self.batch_sharding()),
                      out_shardings=(shardings, self.replicated))
-    # The model's activation constraints (nn.with_logical_constraint) read the rules and the
-    # mesh while tracing; outside this context they do nothing.
-    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
-      return step.lower(state, batch).compile()
+      # The model's activation constraints (nn.with_logical_constraint) read the rules and
+      # the mesh while tracing; outside this context (and so under pmap) they do nothing.
+      with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+        return step.lower(state, batch).compile()
+    return step.lower(state, batch).compile()
 
   def eval_step(self, eval_step: Callable) -> Callable:
     """`eval_step(params, host_batch)`, jitted over the mesh; statistics come back replicated.
