@@ -27,14 +27,16 @@ _PRICE = flags.DEFINE_float('price_per_chip_hour', None,
                             'Price of one chip for an hour (any currency); prints the run cost.')
 
 
-def _simulate_cpu_devices(argv: list[str]) -> None:
-  """--topology=cpu:N: N host-platform devices, set before jax starts its backend."""
+def _plan_on_the_host(argv: list[str]) -> None:
+  """Before jax starts: compile on the host's CPU backend, never opening a TPU's chips (a plan
+  runs beside training on a TPU VM as well as on a laptop); --topology=cpu:N simulates N."""
+  os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')  # beside a process that holds libtpu
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update('jax_platforms', 'cpu')
   topology = next((a.split('=', 1)[1] for a in argv if a.startswith('--topology=')), '')
   count = topology[len(plan_lib.CPU_PREFIX):]
   if topology.startswith(plan_lib.CPU_PREFIX) and count.isdigit() and int(count) >= 1:
-    import jax  # pylint: disable=g-import-not-at-top
     jax.config.update('jax_num_cpu_devices', int(count))
-    jax.config.update('jax_platforms', 'cpu')
 
 
 def main(argv):
@@ -50,6 +52,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  _simulate_cpu_devices(sys.argv)
-  os.environ.setdefault('TPU_SKIP_MDS_QUERY', '1')  # no metadata server off a TPU VM
+  _plan_on_the_host(sys.argv)
   cli.run(main, config_for_model='transformer')

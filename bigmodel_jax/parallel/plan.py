@@ -47,6 +47,8 @@ class Plan:
 
   argument/output/alias/temp bytes are the compiled program's memory analysis; total is
   argument + output - alias (the donated state is updated in place) + temp + generated code.
+  Where XLA refuses to compile for want of HBM (libtpu does), they are None and
+  `out_of_memory` holds its message.
   """
   topology: str
   device_kind: str
@@ -55,11 +57,12 @@ class Plan:
   num_params: int
   param_bytes: int
   opt_state_bytes: int
-  argument_bytes: int
-  output_bytes: int
-  alias_bytes: int
-  temp_bytes: int
-  code_bytes: int
+  argument_bytes: int | None
+  output_bytes: int | None
+  alias_bytes: int | None
+  temp_bytes: int | None
+  code_bytes: int | None
+  out_of_memory: str | None
   hbm_bytes: int | None
   compiled_flops: float | None  # per device, XLA's count of the partitioned program
   model_flops: float | None  # per step, the model's own formula
@@ -67,12 +70,16 @@ class Plan:
   peak_flops: float | None  # per chip, bf16
 
   @property
-  def total_bytes(self) -> int:
+  def total_bytes(self) -> int | None:
+    if self.out_of_memory:
+      return None
     return (self.argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes
             + self.code_bytes)
 
   @property
   def fits(self) -> bool | None:
+    if self.out_of_memory:
+      return False
     return None if self.hbm_bytes is None else self.total_bytes <= self.hbm_bytes
 
   def seconds_per_step(self, mfu: float = 1.0) -> float | None:
@@ -125,7 +132,22 @@ def _per_device_bytes(tree: Any) -> int:
 
 def compile_step(config: ConfigDict, devices: list[jax.Device]
                  ) -> tuple[jax.stages.Compiled, Any, strategies.Strategy, models.Model]:
-  """The run's train step compiled over `devices`, its abstract state, strategy and model."""
+  """The run's train step compiled over `devices`, its abstract state, strategy and model.
+
+  Raises jax.errors.JaxRuntimeError (RESOURCE_EXHAUSTED) where it cannot fit the chips' HBM.
+  """
+  make_step, state, strategy, model = _prepare(config, devices)
+  rows = strategy.batch_sharding()
+  batch_shape = (config.batch_size, config.data.seq_len)
+  batch = {'inputs': jax.ShapeDtypeStruct(batch_shape, jnp.int32, sharding=rows),
+           'targets': jax.ShapeDtypeStruct(batch_shape, jnp.int32, sharding=rows),
+           'weights': jax.ShapeDtypeStruct(batch_shape[:1], jnp.float32, sharding=rows)}
+  return strategy.compile_train_step(make_step, state, batch), state, strategy, model
+
+
+def _prepare(config: ConfigDict, devices: list[jax.Device]
+             ) -> tuple[Any, Any, strategies.Strategy, models.Model]:
+  """The step's maker, the abstract state on its shardings, the strategy and the model."""
   if models.supported_tasks(config.model.name) != ('language_modeling',):
     raise UserInputError(f'config.model.name={config.model.name!r}: plans are made for the '
                          "language model ('transformer') only")
@@ -140,35 +162,41 @@ def compile_step(config: ConfigDict, devices: list[jax.Device]
       config.strategy, fsdp=config.fsdp, mesh=strategies.mesh_from(config),
       param_axes=rules.param_axes(model, example, train=False), devices=devices)
   state = strategy.abstract_state(lambda: create_train_state(model, tx, example, config.seed))
-  rows = strategy.batch_sharding()
-  batch_shape = (config.batch_size, config.data.seq_len)
-  batch = {'inputs': jax.ShapeDtypeStruct(batch_shape, jnp.int32, sharding=rows),
-           'targets': jax.ShapeDtypeStruct(batch_shape, jnp.int32, sharding=rows),
-           'weights': jax.ShapeDtypeStruct(batch_shape[:1], jnp.float32, sharding=rows)}
   make_step = functools.partial(step_lib.make_train_step, model, tasks.LanguageModeling(), tx,
                                 grad_accum_steps=config.grad_accum_steps)
-  return strategy.compile_train_step(make_step, state, batch), state, strategy, model
-
+  return make_step, state, strategy, model
 
 def make_plan(config: ConfigDict, topology: str) -> Plan:
   """Compiles the train step of `config` for `topology` and reads what it costs per device."""
   devices = topology_devices(topology)
-  compiled, state, strategy, model = compile_step(config, devices)
-  memory = compiled.memory_analysis()
-  analysis = compiled.cost_analysis()
+  try:
+    compiled, state, strategy, model = compile_step(config, devices)
+    out_of_memory = None
+  except jax.errors.JaxRuntimeError as e:
+    if 'RESOURCE_EXHAUSTED' not in str(e):
+      raise
+    # Plan the state's bytes without the program: its shardings need no compile.
+    out_of_memory = str(e).strip().splitlines()[0]
+    compiled = None
+    _, state, strategy, model = _prepare(config, devices)
+  memory = compiled.memory_analysis() if compiled else None
+  analysis = compiled.cost_analysis() if compiled else None
   if isinstance(analysis, (list, tuple)):
     analysis = analysis[0] if analysis else None
   device_kind = devices[0].device_kind
   row = cost.chip(device_kind)
   per_example = model.train_flops_per_example(state.params)
+  memory_bytes = lambda field: getattr(memory, field) if memory else None
   return Plan(
       topology=topology, device_kind=device_kind, num_devices=len(devices),
       mesh=dict(strategy.mesh.shape), num_params=cost.count_params(state.params),
       param_bytes=_per_device_bytes(state.params),
       opt_state_bytes=_per_device_bytes(state.opt_state),
-      argument_bytes=memory.argument_size_in_bytes, output_bytes=memory.output_size_in_bytes,
-      alias_bytes=memory.alias_size_in_bytes, temp_bytes=memory.temp_size_in_bytes,
-      code_bytes=memory.generated_code_size_in_bytes,
+      argument_bytes=memory_bytes('argument_size_in_bytes'),
+      output_bytes=memory_bytes('output_size_in_bytes'),
+      alias_bytes=memory_bytes('alias_size_in_bytes'),
+      temp_bytes=memory_bytes('temp_size_in_bytes'),
+      code_bytes=memory_bytes('generated_code_size_in_bytes'), out_of_memory=out_of_memory,
       hbm_bytes=None if row is None else row.hbm_bytes,
       compiled_flops=float(analysis['flops']) if analysis and 'flops' in analysis else None,
       model_flops=None if per_example is None else per_example * config.batch_size,
@@ -188,22 +216,29 @@ def report(plan: Plan, *, mfu: float, num_steps: int,
            f'parameters: {plan.num_params:,}',
            'per device:',
            f'  parameters       {plan.param_bytes:>16,} B  {_gib(plan.param_bytes)}',
-           f'  optimizer state  {plan.opt_state_bytes:>16,} B  {_gib(plan.opt_state_bytes)}',
-           f'  arguments        {plan.argument_bytes:>16,} B  {_gib(plan.argument_bytes)}'
-           '  (state and batch)',
-           f'  temporaries      {plan.temp_bytes:>16,} B  {_gib(plan.temp_bytes)}'
-           '  (activations, gradients, workspace)',
-           f'  total            {plan.total_bytes:>16,} B  {_gib(plan.total_bytes)}'
-           '  (arguments + outputs - donated + temporaries + code)']
-  if plan.hbm_bytes is None:
-    lines.append(f'  HBM: unknown for {plan.device_kind}; no fit check')
+           f'  optimizer state  {plan.opt_state_bytes:>16,} B  {_gib(plan.opt_state_bytes)}']
+  levers = ('levers: more fsdp (--config.mesh.fsdp), tensor (--config.mesh.tensor), '
+            '--config.model.remat=full, a smaller --config.batch_size (or more '
+            '--config.grad_accum_steps)')
+  if plan.out_of_memory:
+    # libtpu refuses to compile what cannot fit; its message has the bytes it needed.
+    lines.append(f'  does NOT fit: XLA: {plan.out_of_memory}; {levers}')
   else:
-    margin = plan.hbm_bytes - plan.total_bytes
-    verdict = (f'fits, {_gib(margin)} to spare' if plan.fits else
-               f'does NOT fit: {_gib(-margin)} over; levers: more fsdp (--config.mesh.fsdp), '
-               'tensor (--config.mesh.tensor), --config.model.remat=full, a smaller '
-               '--config.batch_size (or more --config.grad_accum_steps)')
-    lines.append(f'  HBM              {plan.hbm_bytes:>16,} B  {_gib(plan.hbm_bytes)}: {verdict}')
+    lines += [
+        f'  arguments        {plan.argument_bytes:>16,} B  {_gib(plan.argument_bytes)}'
+        '  (state and batch)',
+        f'  temporaries      {plan.temp_bytes:>16,} B  {_gib(plan.temp_bytes)}'
+        '  (activations, gradients, workspace)',
+        f'  total            {plan.total_bytes:>16,} B  {_gib(plan.total_bytes)}'
+        '  (arguments + outputs - donated + temporaries + code)']
+    if plan.hbm_bytes is None:
+      lines.append(f'  HBM: unknown for {plan.device_kind}; no fit check')
+    else:
+      margin = plan.hbm_bytes - plan.total_bytes
+      verdict = (f'fits, {_gib(margin)} to spare' if plan.fits else
+                 f'does NOT fit: {_gib(-margin)} over; {levers}')
+      lines.append(f'  HBM              {plan.hbm_bytes:>16,} B  {_gib(plan.hbm_bytes)}: '
+                   f'{verdict}')
   if plan.compiled_flops is not None:
     lines.append(f'FLOPs per step: compiled {plan.compiled_flops * plan.num_devices:.4g} '
                  f'({plan.compiled_flops:.4g} per device x {plan.num_devices})')
