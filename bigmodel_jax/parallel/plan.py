@@ -65,6 +65,7 @@ class Plan:
   out_of_memory: str | None
   hbm_bytes: int | None
   compiled_flops: float | None  # per device, XLA's count of the partitioned program
+  scanned: bool  # scan_layers: XLA counts the scanned loop's body (one layer) once
   model_flops: float | None  # per step, the model's own formula
   tokens_per_step: int
   peak_flops: float | None  # per chip, bf16
@@ -201,6 +202,7 @@ def make_plan(config: ConfigDict, topology: str) -> Plan:
       compiled_flops=float(analysis['flops']) if analysis and 'flops' in analysis else None,
       model_flops=None if per_example is None else per_example * config.batch_size,
       tokens_per_step=config.batch_size * config.data.seq_len,
+      scanned=bool(model.config.scan_layers),
       peak_flops=cost.peak_flops(device_kind, PEAK_DTYPE))
 
 
@@ -241,7 +243,9 @@ def report(plan: Plan, *, mfu: float, num_steps: int,
                    f'{verdict}')
   if plan.compiled_flops is not None:
     lines.append(f'FLOPs per step: compiled {plan.compiled_flops * plan.num_devices:.4g} '
-                 f'({plan.compiled_flops:.4g} per device x {plan.num_devices})')
+                 f'({plan.compiled_flops:.4g} per device x {plan.num_devices})'
+                 + ('; XLA counts the scanned layers once, so this is low' if plan.scanned
+                    else ''))
   if plan.model_flops is not None:
     lines.append(f'FLOPs per step: model {plan.model_flops:.4g} (6N + 12LdT per token)')
   peak = plan.seconds_per_step()
