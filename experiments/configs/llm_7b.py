@@ -1,8 +1,8 @@
 """A 7B-class decoder (LLaMA-7B's shape on this codebase's GPT blocks): 32 layers, 32 heads,
-d_model 4096, MLP 4 x d_model, context 2048, a 32000-id vocabulary: 6.7B parameters.
+d_model 4096, MLP 4 x d_model, context 2048, a 32000-id vocabulary: 6.58B parameters.
 
-bfloat16 compute with float32 params (and AdamW state: 16 bytes a parameter, ~107 GB before
-activations, so it needs FSDP over many chips: plan it first with experiments.plan), scanned
+bfloat16 compute with float32 params (and AdamW state: 12 bytes a parameter, 79 GB before
+activations, so it needs FSDP over several chips: plan it first with experiments.plan), scanned
 layers, full remat, 1M tokens a step.
 """
 
