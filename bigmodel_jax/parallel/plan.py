@@ -115,7 +115,7 @@ def topology_devices(topology: str) -> list[jax.Device]:
                          subject='topology', value=topology) from e
 
 
-def _spec(config: ConfigDict) -> DataSpec:
+def data_spec(config: ConfigDict) -> DataSpec:
   """A language model's data as the config sizes it, without reading any: a stand-in
   vocabulary of config.data.vocab_size ids and sequences of config.data.seq_len."""
   seq_len, vocab_size = config.data.seq_len, config.data.vocab_size
@@ -153,7 +153,7 @@ def _prepare(config: ConfigDict, devices: list[jax.Device]
     raise UserInputError(f'config.model.name={config.model.name!r}: plans are made for the '
                          "language model ('transformer') only")
   validate_strategy(config, num_devices=len(devices), num_processes=1)
-  spec = _spec(config)
+  spec = data_spec(config)
   model = models.build_model(config.model, spec)
   tx, _ = optimizers.create_optimizer(config.optimizer, config.num_steps,
                                       train_only=model.trained_only(),
