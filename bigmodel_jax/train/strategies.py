@@ -70,11 +70,11 @@ def fsdp_spec(shape: tuple[int, ...], num_devices: int, axis: str = DATA_AXIS) -
   indivisible leaves replicate."""
   if num_devices == 1 or int(np.prod(shape, dtype=np.int64)) < FSDP_MIN_SIZE:
     return P()
-  axes = [axis for axis in np.argsort(shape, kind='stable')[::-1] if shape[axis] % num_devices == 0]
-  if not axes:
+  dims = [dim for dim in np.argsort(shape, kind='stable')[::-1] if shape[dim] % num_devices == 0]
+  if not dims:
     return P()
   spec = [None] * len(shape)
-  spec[axes[0]] = axis
+  spec[dims[0]] = axis
   return P(*spec)
 
 
