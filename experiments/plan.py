@@ -31,6 +31,8 @@ def _plan_on_the_host(argv: list[str]) -> None:
   """Before jax starts: compile on the host's CPU backend, never opening a TPU's chips (a plan
   runs beside training on a TPU VM as well as on a laptop); --topology=cpu:N simulates N."""
   os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')  # beside a process that holds libtpu
+  # Programs for chips this process cannot load: the compilation cache cannot serve them back.
+  os.environ['BIGMODEL_COMPILATION_CACHE'] = 'off'
   import jax  # pylint: disable=g-import-not-at-top
   jax.config.update('jax_platforms', 'cpu')
   topology = next((a.split('=', 1)[1] for a in argv if a.startswith('--topology=')), '')
