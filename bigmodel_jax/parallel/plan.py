@@ -105,7 +105,7 @@ def topology_devices(topology: str) -> list[jax.Device]:
     return devices[:int(count)]
   if not has_libtpu():
     raise UserInputError("needs libtpu to describe TPU chips: pip install -e '.[tpu]' (or plan "
-                         'on the CPU simulation, --topology=cpu:8)', subject='topology',
+                         'on simulated CPU devices: cpu:8)', subject='topology',
                          value=topology)
   try:
     return list(topologies.get_topology_desc(topology_name=topology, platform='tpu').devices)
@@ -219,9 +219,9 @@ def report(plan: Plan, *, mfu: float, num_steps: int,
            'per device:',
            f'  parameters       {plan.param_bytes:>16,} B  {_gib(plan.param_bytes)}',
            f'  optimizer state  {plan.opt_state_bytes:>16,} B  {_gib(plan.opt_state_bytes)}']
-  levers = ('levers: more fsdp (--config.mesh.fsdp), tensor (--config.mesh.tensor), '
-            '--config.model.remat=full, a smaller --config.batch_size (or more '
-            '--config.grad_accum_steps)')
+  levers = ('levers: more config.mesh.fsdp, config.mesh.tensor, '
+            "config.model.remat='full', a smaller config.batch_size (or more "
+            'config.grad_accum_steps)')
   if plan.out_of_memory:
     # libtpu refuses to compile what cannot fit; its message has the bytes it needed.
     lines.append(f'  does NOT fit: XLA: {plan.out_of_memory}; {levers}')
