@@ -20,11 +20,12 @@ the registries, the devices or the data are in `train/checks.py`.
 """
 
 import dataclasses
+import math
 import numbers
 import re
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Self
 
 from bigmodel_jax.errors import UserInputError
@@ -265,6 +266,84 @@ class FederatedConfig(Section):
     self.at_least(0, 'prox_mu')
 
 
+MESH_AXES = ('dcn_data', 'data', 'fsdp', 'tensor')
+# The axes the batch is split over, outermost first.
+MESH_BATCH_AXES = ('dcn_data', 'data', 'fsdp')
+_MESH_SIZED = ('data', 'fsdp', 'tensor')  # the ones that may be -1
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MeshConfig(Section):
+  """`config.mesh`: the size of each axis; one of data, fsdp, tensor may be -1 (the rest).
+
+  Attributes:
+    data, fsdp, tensor: axis sizes within a slice (their product with dcn_data is the number of
+      devices).
+    dcn_data: data-parallel size across slices (the number of slices for multi-slice TPU).
+    rules: ((logical name, mesh axis or axes or None), ...): overrides of rules.DEFAULT_RULES,
+      in priority order before them.
+  """
+
+  PATH = 'config.mesh'
+  data: int = -1
+  fsdp: int = 1
+  tensor: int = 1
+  dcn_data: int = 1
+  rules: tuple[tuple[str, str | tuple[str, ...] | None], ...] = ()
+
+  def __post_init__(self):
+    # ConfigDict and JSON hand lists back; tuples keep the config hashable and comparable.
+    object.__setattr__(self, 'rules', tuple(
+        (name, tuple(axes) if isinstance(axes, Sequence) and not isinstance(axes, str) else axes)
+        for name, axes in self.rules))
+    super().__post_init__()
+
+  @property
+  def sets_sizes(self) -> bool:
+    """Whether any axis size differs from the default (data over all devices)."""
+    return (self.data, self.fsdp, self.tensor, self.dcn_data) != (-1, 1, 1, 1)
+
+  def validate(self) -> None:
+    """Raises UserInputError naming the first bad `config.mesh.<field>`."""
+    for field in (*_MESH_SIZED, 'dcn_data'):
+      value = getattr(self, field)
+      allowed = (-1,) if field in _MESH_SIZED else ()
+      if not isinstance(value, int) or isinstance(value, bool) or (
+          value < 1 and value not in allowed):
+        raise UserInputError(f'config.mesh.{field}={value!r} must be an integer >= 1'
+                             + (' or -1 (the devices left over)' if allowed else ''))
+    rest = [field for field in _MESH_SIZED if getattr(self, field) == -1]
+    if len(rest) > 1:
+      raise UserInputError(f'config.mesh.{rest[1]}=-1: only one of config.mesh.data, fsdp and '
+                           f'tensor may be -1 (config.mesh.{rest[0]} already is)')
+    for rule in self.rules:
+      if (len(rule) != 2 or not isinstance(rule[0], str)
+          or not all(axis in MESH_AXES for axis in _mesh_axes(rule[1]))):
+        raise UserInputError(f'config.mesh.rules has {rule!r}: each rule is (logical name, mesh '
+                             f'axis or tuple of axes or None) with axes from {", ".join(MESH_AXES)}')
+
+  def shape(self, num_devices: int) -> dict[str, int]:
+    """{axis: size} over `num_devices`, -1 resolved; raises UserInputError when they don't fit."""
+    self.validate()
+    sizes = {axis: getattr(self, axis) for axis in MESH_AXES}
+    known = math.prod(size for size in sizes.values() if size != -1)
+    rest = [axis for axis, size in sizes.items() if size == -1]
+    if num_devices % known or (not rest and known != num_devices):
+      raise UserInputError(
+          f'config.mesh (dcn_data={self.dcn_data}, data={self.data}, fsdp={self.fsdp}, '
+          f'tensor={self.tensor}) needs {known if not rest else f"a multiple of {known}"} '
+          f'devices; this run has {num_devices}')
+    if rest:
+      sizes[rest[0]] = num_devices // known
+    return sizes
+
+
+def _mesh_axes(axes: str | tuple[str, ...] | None) -> tuple[str, ...]:
+  if axes is None:
+    return ()
+  return (axes,) if isinstance(axes, str) else tuple(axes)
+
+
 _TASK_NAME = re.compile(r'[a-z][a-z0-9_]*')
 
 
@@ -357,6 +436,9 @@ class Config(Section):
   grad_accum_steps: int = setting(1, resume=True, sweep=True)  # micro-batches per step
   strategy: str = setting('auto', resume=True, sweep=True)  # single | mesh | pmap | auto
   fsdp: bool = setting(False, resume=True, sweep=True)  # mesh: split params and optimizer state
+  # The device mesh's axis sizes and logical-axis rules (README, Big models on TPU): how the
+  # same update is split over the devices, so it may change on resume too.
+  mesh: MeshConfig = setting(factory=MeshConfig, resume=True, sweep=True)
   num_steps: int = setting(1000, resume=True)
   optimizer: OptimizerConfig = setting(factory=OptimizerConfig)
   adversarial: AdversarialConfig = setting(factory=AdversarialConfig)

@@ -19,21 +19,37 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Dense (no structured sparsity) peak FLOP/s per chip, by compute dtype. float32 on NVIDIA
-# means TF32 tensor cores (JAX's default matmul precision there). Keys are matched against
-# `device.device_kind` as substrings, most specific first.
-PEAK_FLOPS: tuple[tuple[str, dict[str, float]], ...] = (
-    ('H200', {'bfloat16': 989.5e12, 'float32': 494.7e12}),
-    ('H100 PCIe', {'bfloat16': 756.0e12, 'float32': 378.0e12}),
-    ('H100', {'bfloat16': 989.5e12, 'float32': 494.7e12}),
-    ('A100', {'bfloat16': 312.0e12, 'float32': 156.0e12}),
-    ('TPU v6 lite', {'bfloat16': 918.0e12}),
-    ('TPU v5 lite', {'bfloat16': 197.0e12}),
-    ('TPU v5p', {'bfloat16': 459.0e12}),
-    ('TPU v5', {'bfloat16': 459.0e12}),
-    ('TPU v4', {'bfloat16': 275.0e12}),
-)
+GiB = 2**30
 
+
+@dataclasses.dataclass(frozen=True)
+class Chip:
+  """One accelerator: dense peak FLOP/s by compute dtype, and its memory (None: not listed)."""
+  peak_flops: dict[str, float]
+  hbm_bytes: int | None = None
+
+
+# Dense (no structured sparsity) peak FLOP/s and HBM per chip. float32 on NVIDIA means TF32
+# tensor cores (JAX's default matmul precision there). Keys are matched against
+# `device.device_kind` as substrings, most specific first. Sources (vendors' pages):
+#   H200 (141 GB): https://www.nvidia.com/en-us/data-center/h200/
+#   H100 SXM and PCIe (80 GB): https://www.nvidia.com/en-us/data-center/h100/
+#   A100: https://www.nvidia.com/en-us/data-center/a100/ (40 or 80 GB: not listed)
+#   TPU v6e (Trillium, 32 GiB): https://cloud.google.com/tpu/docs/v6e
+#   TPU v5e (16 GiB): https://cloud.google.com/tpu/docs/v5e
+#   TPU v5p (95 GiB): https://cloud.google.com/tpu/docs/v5p
+#   TPU v4 (32 GiB): https://cloud.google.com/tpu/docs/v4
+CHIPS: tuple[tuple[str, Chip], ...] = (
+    ('H200', Chip({'bfloat16': 989.5e12, 'float32': 494.7e12}, 141 * 10**9)),
+    ('H100 PCIe', Chip({'bfloat16': 756.0e12, 'float32': 378.0e12}, 80 * 10**9)),
+    ('H100', Chip({'bfloat16': 989.5e12, 'float32': 494.7e12}, 80 * 10**9)),
+    ('A100', Chip({'bfloat16': 312.0e12, 'float32': 156.0e12})),
+    ('TPU v6 lite', Chip({'bfloat16': 918.0e12}, 32 * GiB)),
+    ('TPU v5 lite', Chip({'bfloat16': 197.0e12}, 16 * GiB)),
+    ('TPU v5p', Chip({'bfloat16': 459.0e12}, 95 * GiB)),
+    ('TPU v5', Chip({'bfloat16': 459.0e12}, 95 * GiB)),
+    ('TPU v4', Chip({'bfloat16': 275.0e12}, 32 * GiB)),
+)
 
 def count_params(params: Any) -> int:
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
@@ -53,12 +69,15 @@ def xla_flops(fn: Callable[..., Any], *args: Any) -> float | None:
   return float(analysis['flops'])
 
 
+def chip(device_kind: str) -> Chip | None:
+  """The CHIPS row of `device_kind`, or None where it is not in the table."""
+  return next((row for key, row in CHIPS if key in device_kind), None)
+
+
 def peak_flops(device_kind: str, dtype: str) -> float | None:
   """Peak FLOP/s of one chip for `dtype`, or None where the device or dtype is not in the table."""
-  for key, peaks in PEAK_FLOPS:
-    if key in device_kind:
-      return peaks.get(dtype)
-  return None
+  row = chip(device_kind)
+  return None if row is None else row.peak_flops.get(dtype)
 
 
 def mfu(flops_per_second: float, *, device_kind: str, num_devices: int, dtype: str) -> float | None:

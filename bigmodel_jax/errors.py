@@ -12,7 +12,7 @@ from typing import Any
 # The inputs the library refers to by role; each command line names them with its own flag.
 SUBJECTS = ('dataset', 'workdir', 'init_from', 'inputs', 'text', 'exported', 'output',
             'platforms', 'space', 'storage', 'sweepdir', 'metric', 'sparsity', 'nm',
-            'port', 'eps', 'attack', 'norm', 'steps', 'step_size', 'method')
+            'port', 'eps', 'attack', 'norm', 'steps', 'step_size', 'method', 'topology')
 
 
 def first_line(error: BaseException) -> str:

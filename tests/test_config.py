@@ -94,16 +94,17 @@ def test_updated_sets_dotted_fields_and_checks_them_again():
 def test_the_resume_and_sweep_marks_are_the_lists_they_replace():
   config = config_lib.as_config(transformer.get_config())
   resume, resume_sections = config_lib.marked(config, config_lib.RESUME)
-  # run/resume.py's hand-kept SAFE_FIELDS and SAFE_PREFIXES before the marks.
-  assert resume - {'profile', 'sample'} == {
+  # run/resume.py's hand-kept SAFE_FIELDS and SAFE_PREFIXES before the marks (and the mesh,
+  # which came with them: how the same update is split over the devices).
+  assert resume - {'profile', 'sample', 'mesh'} == {
       'num_steps', 'log_every', 'eval_every', 'eval_batches', 'checkpoint_every',
       'keep_checkpoints', 'skip_nonfinite_updates', 'preemption_sync_every',
       'optimizer.warmup_steps', 'optimizer.decay_every', 'data.data_dir', 'strategy', 'fsdp',
       'grad_accum_steps', 'model.causal_block_size', 'dp.max_epsilon'}
-  assert {'profile.', 'sample.'} <= set(resume_sections)
+  assert {'profile.', 'sample.', 'mesh.'} <= set(resume_sections)
   sweep, _ = config_lib.marked(config, config_lib.SWEEP)
   # search/study.py's _SAFE_FIELDS and _SAFE_PREFIXES before the marks.
-  assert sweep - {'profile', 'sample'} == {
+  assert sweep - {'profile', 'sample', 'mesh'} == {
       'data.data_dir', 'log_every', 'checkpoint_every', 'keep_checkpoints',
       'preemption_sync_every', 'strategy', 'fsdp', 'grad_accum_steps'}
   assert config_lib.may_differ('sample.top_k', config_lib.RESUME, config)

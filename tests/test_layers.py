@@ -16,7 +16,7 @@ LAYERS = (
     ('data', 'cost', 'compile_cache', 'plots'),
     ('models', 'tasks'),
     ('config',),
-    ('run',),
+    ('run', 'parallel'),
     ('train', 'infer'),
     ('compress', 'federated', 'robust', 'explain', 'search'),
 )

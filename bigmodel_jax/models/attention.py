@@ -155,10 +155,14 @@ class MultiHeadSelfAttention(nn.Module):
     config = self.config
     head_dim = config.d_model // config.num_heads
     project = lambda name: lora.dense(config, f'attention/{name}', (config.num_heads, head_dim),
+                                      in_shape=inputs.shape[-1:], axes=('embed', 'heads', 'kv'),
                                       name=name)
     query = project('query')(inputs)
     key = project('key')(inputs)
     value = project('value')(inputs)
+    # Megatron: each tensor-parallel device computes its own heads, no communication until `out`.
+    query, key, value = (nn.with_logical_constraint(x, ('batch', 'length', 'heads', 'kv'))
+                         for x in (query, key, value))
 
     if decode:
       if mask is not None:
@@ -191,7 +195,9 @@ class MultiHeadSelfAttention(nn.Module):
         mask = full if mask is None else mask & full
       self.sow('intermediates', 'attention_weights', attention_weights(query, key, mask=mask))
 
-    return lora.dense(config, 'attention/out', config.d_model, num_in_axes=2, name='out')(out)
+    out = nn.with_logical_constraint(out, ('batch', 'length', 'heads', 'kv'))
+    return lora.dense(config, 'attention/out', config.d_model, in_shape=out.shape[-2:],
+                      axes=('heads', 'kv', 'embed'), name='out')(out)
 
   def _update_cache(
       self, key: jax.Array, value: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 
 import flax.linen as nn
+from flax.core import meta
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
@@ -91,9 +92,18 @@ def kernel_matrix_axes(path: tuple[str, ...], shape: tuple[int, ...]
 
 
 class Model(nn.Module):
-  """A registered model; subclasses declare `config: <Family>Config` and their `TASKS`."""
+  """A registered model; subclasses declare `config: <Family>Config` and their `TASKS`.
+
+  A model may name its parameters' axes (`nn.with_logical_partitioning`, see
+  parallel/rules.py); `init` returns the plain arrays all the same, so params, optimizer state
+  and checkpoints are the same pytree with or without names (`rules.param_axes` reads them).
+  """
 
   TASKS: ClassVar[tuple[str, ...]] = ()
+
+  @nn.nowrap
+  def init(self, *args: Any, **kwargs: Any) -> Any:
+    return meta.unbox(super().init(*args, **kwargs))
 
   def trained_only(self) -> tuple[str, ...]:
     """Regexes of the only parameter paths that train (e.g. LoRA's adapters); () trains all."""

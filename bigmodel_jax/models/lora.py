@@ -39,10 +39,13 @@ class LoRADense(nn.Module):
     num_in_axes: how many trailing input axes are contracted (nn.DenseGeneral's axis=(-2, -1)
       is 2).
     rank, alpha: the adapter's rank and scale (the update is multiplied by alpha / rank).
+    axes: the kernel's logical axis names (parallel/rules.py), input axes then output axes; the
+      bias takes the output ones. The small adapters have none (replicated).
   """
   features: int | tuple[int, ...]
   rank: int
   alpha: float
+  axes: tuple[str | None, ...]
   num_in_axes: int = 1
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
@@ -55,8 +58,11 @@ class LoRADense(nn.Module):
     # nn.DenseGeneral's initialisation (LeCun normal over the flattened fan-in and fan-out).
     kernel_init = nn.initializers.lecun_normal(in_axis=tuple(range(n_in)),
                                                out_axis=tuple(range(n_in, n_in + n_out)))
-    kernel = self.param('kernel', kernel_init, (*in_shape, *features), self.param_dtype)
-    bias = self.param('bias', nn.initializers.zeros, features, self.param_dtype)
+    kernel = self.param('kernel', nn.with_logical_partitioning(kernel_init, self.axes),
+                        (*in_shape, *features), self.param_dtype)
+    bias = self.param('bias', nn.with_logical_partitioning(nn.initializers.zeros,
+                                                           self.axes[n_in:]),
+                      features, self.param_dtype)
     in_dim, out_dim = math.prod(in_shape), math.prod(features)
     lora_a = self.param('lora_a', nn.initializers.normal(stddev=1 / self.rank),
                         (in_dim, self.rank), self.param_dtype)
@@ -68,17 +74,38 @@ class LoRADense(nn.Module):
     return y.reshape(*x.shape[:-n_in], *features) + bias
 
 
-def dense(config: Any, layer: str, features: int | tuple[int, ...], *, num_in_axes: int = 1,
-          name: str) -> nn.Module:
-  """The dense layer `layer` of a transformer block: LoRADense where `config` targets it."""
+def dense(config: Any, layer: str, features: int | tuple[int, ...], *,
+          in_shape: tuple[int, ...], axes: tuple[str | None, ...], name: str) -> nn.Module:
+  """The dense layer `layer` of a transformer block: LoRADense where `config` targets it.
+
+  It contracts the trailing `in_shape` axes of its input; `axes` are the kernel's logical axis
+  names (input axes, then output axes).
+  """
+  num_in_axes = len(in_shape)
   if layer_matches(config, layer):
-    return LoRADense(features, rank=config.lora_rank, alpha=config.lora_alpha,
+    return LoRADense(features, rank=config.lora_rank, alpha=config.lora_alpha, axes=axes,
                      num_in_axes=num_in_axes, dtype=config.dtype,
                      param_dtype=config.param_dtype, name=name)
+  options = dict(dtype=config.dtype, param_dtype=config.param_dtype, name=name)
   if num_in_axes == 1 and isinstance(features, int):
-    return nn.Dense(features, dtype=config.dtype, param_dtype=config.param_dtype, name=name)
-  return nn.DenseGeneral(features, axis=tuple(range(-num_in_axes, 0)), dtype=config.dtype,
-                         param_dtype=config.param_dtype, name=name)
+    return nn.Dense(features, **options,
+                    kernel_init=nn.with_logical_partitioning(nn.linear.default_kernel_init, axes),
+                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(),
+                                                           axes[1:]))
+  features = (features,) if isinstance(features, int) else tuple(features)
+  return nn.DenseGeneral(
+      features, axis=tuple(range(-num_in_axes, 0)), **options,
+      kernel_init=_named_flat(nn.linear.default_kernel_init, axes, (*in_shape, *features)),
+      bias_init=_named_flat(nn.initializers.zeros_init(), axes[num_in_axes:], features))
+
+
+def _named_flat(init: Any, names: tuple[str | None, ...], shape: tuple[int, ...]) -> Any:
+  """`init` for nn.DenseGeneral, which draws its kernel (and bias) flat and reshapes it after:
+  the names belong to the full shape, so the value is boxed already reshaped (the same values;
+  a flat value under 3 names would fail the sharding constraint of unboxing it)."""
+  def named_init(rng, flat_shape, dtype):
+    return nn.LogicallyPartitioned(init(rng, flat_shape, dtype).reshape(shape), names)
+  return named_init
 
 
 def merged(model: nn.Module, params: Any) -> tuple[nn.Module, Any]:

@@ -146,21 +146,36 @@ class Block(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
     config = self.config
-    layer_norm = functools.partial(
-        nn.LayerNorm, dtype=config.dtype, param_dtype=config.param_dtype)
+    layer_norm = functools.partial(_layer_norm, config)
     # A new Dropout per branch (not one shared): each draws its own mask.
     dropout = lambda h: nn.Dropout(config.dropout_rate)(h, deterministic=not self.train)
 
     h = layer_norm(name='attention_norm')(x)
     h = MultiHeadSelfAttention(config, name='attention')(
         h, mask=mask, causal=self.causal, train=self.train, decode=self.decode)
-    x = x + dropout(h)
+    x = _residual(x + dropout(h))
 
     h = layer_norm(name='mlp_norm')(x)
-    h = lora.dense(config, 'mlp_in', config.mlp_ratio * config.d_model, name='mlp_in')(h)
-    h = nn.gelu(h)
-    h = lora.dense(config, 'mlp_out', config.d_model, name='mlp_out')(h)
-    return x + dropout(h)
+    # Megatron: the first matrix split by columns, the second by rows; the sum over the devices'
+    # rows is the sublayer's one all-reduce, back onto the whole residual stream.
+    h = lora.dense(config, 'mlp_in', config.mlp_ratio * config.d_model, in_shape=h.shape[-1:],
+                   axes=('embed', 'mlp'), name='mlp_in')(h)
+    h = nn.with_logical_constraint(nn.gelu(h), ('batch', 'length', 'mlp'))
+    h = lora.dense(config, 'mlp_out', config.d_model, in_shape=h.shape[-1:],
+                   axes=('mlp', 'embed'), name='mlp_out')(h)
+    return _residual(x + dropout(h))
+
+
+def _residual(x: jax.Array) -> jax.Array:
+  """The residual stream (B, T, d_model): rows split as the batch, whole on `tensor`."""
+  return nn.with_logical_constraint(x, ('batch', 'length', 'embed'))
+
+
+def _layer_norm(config: TransformerConfig, name: str) -> nn.LayerNorm:
+  return nn.LayerNorm(dtype=config.dtype, param_dtype=config.param_dtype,
+                      scale_init=nn.with_logical_partitioning(nn.initializers.ones, ('embed',)),
+                      bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ('embed',)),
+                      name=name)
 
 
 def _scan_body(block: Block, x: jax.Array, mask: jax.Array | None) -> tuple[jax.Array, None]:
@@ -187,7 +202,8 @@ def _blocks(config: TransformerConfig, x: jax.Array, mask: jax.Array | None, *, 
   scan = nn.scan(
       _scan_body, length=config.num_layers, in_axes=nn.broadcast,
       variable_axes={'params': 0, 'cache': 0, 'intermediates': 0},
-      split_rngs={'params': True, 'dropout': True})
+      split_rngs={'params': True, 'dropout': True},
+      metadata_params={nn.PARTITION_NAME: 'layers'})  # the stacked axis's logical name
   x, _ = scan(block(config, causal=causal, train=train, decode=decode, name=_SCANNED), x, mask)
   return x
 
@@ -204,13 +220,17 @@ def _embed_and_encode(config: TransformerConfig, tokens: jax.Array, positions: j
   embedding (for a tied output head).
   """
   embed = functools.partial(
-      nn.Embed, features=config.d_model, embedding_init=_embedding_init, dtype=config.dtype,
-      param_dtype=config.param_dtype)
-  token_embed = embed(config.vocab_size, name='token_embed')
-  x = token_embed(tokens) + embed(config.max_len, name='position_embed')(positions)
+      nn.Embed, features=config.d_model, dtype=config.dtype, param_dtype=config.param_dtype)
+  token_embed = embed(config.vocab_size, name='token_embed',
+                      embedding_init=nn.with_logical_partitioning(_embedding_init,
+                                                                  ('vocab', 'embed')))
+  position_embed = embed(config.max_len, name='position_embed',
+                         embedding_init=nn.with_logical_partitioning(_embedding_init,
+                                                                     (None, 'embed')))
+  x = _residual(token_embed(tokens) + position_embed(positions))
   x = nn.Dropout(config.dropout_rate)(x, deterministic=not train)
   x = _blocks(config, x, mask, causal=causal, train=train, decode=decode)
-  x = nn.LayerNorm(dtype=config.dtype, param_dtype=config.param_dtype, name='final_norm')(x)
+  x = _layer_norm(config, name='final_norm')(x)
   return x, token_embed
 
 
@@ -233,6 +253,9 @@ def _classify(config: TransformerConfig, x: jax.Array, is_token: jax.Array, pool
     last = is_token.shape[1] - 1 - jnp.argmax(is_token[:, ::-1], axis=1)
     pooled = jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0]
   return nn.Dense(num_outputs, dtype=config.dtype, param_dtype=config.param_dtype,
+                  kernel_init=nn.with_logical_partitioning(nn.linear.default_kernel_init,
+                                                           ('embed', None)),
+                  bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (None,)),
                   name=name)(pooled)
 
 
@@ -244,7 +267,9 @@ def _next_token_logits(config: TransformerConfig, x: jax.Array, token_embed: nn.
     logits = token_embed.attend(x)
   else:
     logits = nn.Dense(num_outputs, use_bias=False, dtype=config.dtype,
-                      param_dtype=config.param_dtype, name=name)(x)
+                      param_dtype=config.param_dtype, name=name,
+                      kernel_init=nn.with_logical_partitioning(nn.linear.default_kernel_init,
+                                                               ('embed', 'vocab')))(x)
   return logits.astype(jnp.float32)
 
 

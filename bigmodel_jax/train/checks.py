@@ -7,6 +7,7 @@ exist. Each check exists once; the library below trusts a config that passed. Me
 config field, the bad value and what is allowed.
 """
 
+import math
 from typing import Any
 
 import jax
@@ -18,6 +19,7 @@ from bigmodel_jax import tasks
 from bigmodel_jax.config import Config
 from bigmodel_jax.data import tokenizers
 from bigmodel_jax.errors import UserInputError
+from bigmodel_jax.parallel import mesh as mesh_lib
 from bigmodel_jax.train import attacks
 from bigmodel_jax.train import init_from
 from bigmodel_jax.train import optimizers
@@ -110,8 +112,9 @@ def check_data_fits(config: Config, spec: data.DataSpec) -> None:
         f'{config.data.name!r} has {spec.input_kind} inputs for {spec.task}')
 
 
-def validate_strategy(config: Config, *, num_devices: int, num_processes: int) -> None:
+def validate_strategy(config: Config | Any, *, num_devices: int, num_processes: int) -> None:
   """Checks strategy, fsdp and that the global batch splits evenly over devices and micro-batches."""
+  config = config_lib.as_config(config)
   if config.strategy not in strategies.STRATEGIES:
     raise UserInputError(f'config.strategy={config.strategy!r} is unknown; choose one of: '
                          f"{', '.join(strategies.STRATEGIES)}")
@@ -122,9 +125,23 @@ def validate_strategy(config: Config, *, num_devices: int, num_processes: int) -
   if config.fsdp and strategy != 'mesh':
     raise UserInputError(f"config.fsdp=True needs config.strategy='mesh' (or 'auto' on more than "
                          f'one device); got {config.strategy!r} on {num_devices} device(s)')
+  mesh = config.mesh
+  if mesh.sets_sizes and strategy != 'mesh':
+    raise UserInputError(f"config.mesh sets axis sizes, which need config.strategy='mesh' (or "
+                         f"'auto' on more than one device); got {config.strategy!r} on "
+                         f'{num_devices} device(s)')
+  if config.fsdp and mesh.sets_sizes:
+    raise UserInputError('config.fsdp=True is shorthand for config.mesh.data=1, '
+                         'config.mesh.fsdp=-1; set the mesh or config.fsdp, not both')
   devices = 1 if strategy == 'single' else num_devices
-  if config.batch_size % (devices * config.grad_accum_steps):
+  sizes = strategies.mesh_config(config.strategy, devices, fsdp=config.fsdp,
+                                 mesh=mesh).shape(devices)
+  shards = math.prod(sizes[axis] for axis in mesh_lib.BATCH_AXES)
+  # Devices along `tensor` share their rows: the batch splits over the other axes only.
+  where = (f'{shards} device(s)' if shards == devices else
+           f'{shards} batch shard(s) (config.mesh dcn_data x data x fsdp)')
+  if config.batch_size % (shards * config.grad_accum_steps):
     raise UserInputError(
-        f'config.batch_size={config.batch_size} must be divisible by {devices} device(s) x '
-        f'config.grad_accum_steps={config.grad_accum_steps} = {devices * config.grad_accum_steps} '
+        f'config.batch_size={config.batch_size} must be divisible by {where} x '
+        f'config.grad_accum_steps={config.grad_accum_steps} = {shards * config.grad_accum_steps} '
         f'(strategy {strategy})')

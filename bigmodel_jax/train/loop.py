@@ -39,10 +39,7 @@ from bigmodel_jax import data
 from bigmodel_jax import models
 from bigmodel_jax import tasks
 from bigmodel_jax.errors import Preempted
-from bigmodel_jax.train.privacy import budget as dp_budget
-from bigmodel_jax.train.privacy import hooks as dp_hooks
-from bigmodel_jax.train.privacy import sampling as dp_sampling
-from bigmodel_jax.train import adversarial as adversarial
+from bigmodel_jax.parallel import rules
 from bigmodel_jax.run import files
 from bigmodel_jax.run import resume
 from bigmodel_jax.run import trained
@@ -50,6 +47,7 @@ from bigmodel_jax.run.checkpoint import Checkpointer, saved_steps
 from bigmodel_jax.run.lock import WorkdirLock
 from bigmodel_jax.tasks import evaluate as tasks_evaluate
 from bigmodel_jax.tasks.evaluate import evaluate_split
+from bigmodel_jax.train import adversarial as adversarial
 from bigmodel_jax.train import hooks as hooks_lib
 from bigmodel_jax.train import init_from
 from bigmodel_jax.train import log_interval
@@ -59,6 +57,9 @@ from bigmodel_jax.train import strategies
 from bigmodel_jax.train.checks import check_data_fits, validate_config
 from bigmodel_jax.train.log_interval import LogInterval
 from bigmodel_jax.train.preemption import PreemptionWatcher
+from bigmodel_jax.train.privacy import budget as dp_budget
+from bigmodel_jax.train.privacy import hooks as dp_hooks
+from bigmodel_jax.train.privacy import sampling as dp_sampling
 from bigmodel_jax.train.state import TrainState, create_train_state
 from bigmodel_jax.train.writers import MetricWriter
 
@@ -187,7 +188,9 @@ def build_run(config: Any) -> RunParts:
     # A freeze or multiplier regex that matches no parameter is refused here, not at init.
     optimizers.param_labels(config.optimizer, trained.abstract_params(model, dataset.spec),
                             model.trained_only())
-  strategy = strategies.create_strategy(config.strategy, fsdp=config.fsdp)
+  strategy = strategies.create_strategy(
+      config.strategy, fsdp=config.fsdp, mesh=config.mesh,
+      param_axes=rules.param_axes(model, dataset.spec.example_inputs(), train=False))
   dp = None
   if config.dp.enabled:
     dp = dp_budget.plan(
@@ -374,7 +377,8 @@ def _cost_report(parts: RunParts, state, num_params, flops_per_step, flops_conve
       'dtype': meter.dtype,
       'batch_size': config.batch_size, 'grad_accum_steps': config.grad_accum_steps,
       'strategy': strategy.name, 'fsdp': strategy.fsdp, 'device_kind': meter.device_kind,
-      'num_devices': strategy.num_devices, 'num_processes': jax.process_count(),
+      'num_devices': strategy.num_devices, 'mesh': dict(strategy.mesh.shape),
+      'num_processes': jax.process_count(),
       'flops_per_step': flops_per_step,
       'flops_convention': flops_convention, 'seconds_per_step': seconds_per_step,
       'checkpoint_bytes': checkpoint_bytes, **cost.peak_memory_bytes(),
