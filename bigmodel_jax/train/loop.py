@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from absl import logging
+from etils import epath
 from ml_collections import ConfigDict
 
 from bigmodel_jax import cost
@@ -225,7 +226,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
 
   # 2. Workdir (one run at a time), resume or init. In a multi-host run the hosts share the
   # workdir, so only process 0 takes its lock.
-  os.makedirs(workdir, exist_ok=True)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   lock = WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
   with lock, PreemptionWatcher() as preemption:
     return _run_in_workdir(parts, workdir, train_iter, preemption, hooks, init_plan)
@@ -246,7 +247,7 @@ def _run_in_workdir(parts: RunParts, workdir: str, train_iter, preemption: Preem
   state, data_state, log_state = _restore_or_init(checkpointer, strategy, parts.init,
                                                      init_plan)
   start_step = int(state.step)
-  if start_step >= parts.num_steps and os.path.exists(os.path.join(workdir, files.SUMMARY)):
+  if start_step >= parts.num_steps and epath.Path(workdir, files.SUMMARY).exists():
     checkpointer.close()
     logging.info('Run in %s already finished at step %d.', workdir, start_step)
     return {**files.read_summary(workdir), 'already_finished': True}

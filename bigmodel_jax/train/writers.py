@@ -1,7 +1,7 @@
 """Where metrics go: one JSON line per record in `metrics.jsonl`, TensorBoard events, the log.
 
-TensorBoard files are written by tensorboardX, which needs no TensorFlow. Only process 0 of a
-multi-host run writes.
+TensorBoard files are written by tensorboardX, which needs no TensorFlow (it writes gs:// event
+files itself, through google-cloud-storage). Only process 0 of a multi-host run writes.
 """
 
 import json
@@ -11,27 +11,43 @@ from typing import Any
 
 import jax
 from absl import logging
+from etils import epath
 
+from bigmodel_jax import paths
 from bigmodel_jax.run import files
 
 
 def _drop_records_after(path: str, step: int) -> None:
   """Rewrites `path` (atomically) without records past `step` or a line torn by a kill."""
-  if not os.path.exists(path):
+  if not epath.Path(path).exists():
     return
   kept = []
-  with open(path, encoding='utf-8') as f:
-    for line in f:
-      try:
-        record = json.loads(line)
-      except ValueError:
-        continue
-      if record['step'] <= step:
-        kept.append(line if line.endswith('\n') else line + '\n')
-  tmp = path + '.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    f.writelines(kept)
-  os.replace(tmp, path)
+  for line in epath.Path(path).read_text(encoding='utf-8').splitlines():
+    try:
+      record = json.loads(line)
+    except ValueError:
+      continue
+    if record['step'] <= step:
+      kept.append(line + '\n')
+  paths.write_atomic(path, ''.join(kept))
+
+
+class _RewrittenObject:
+  """A text file appended to, on object storage, which cannot append: each flush uploads the
+  whole text again (metrics files are small), so a reader sees a whole, maybe older, file."""
+
+  def __init__(self, path: str):
+    self._path = epath.Path(path)
+    self._text = self._path.read_text(encoding='utf-8') if self._path.exists() else ''
+
+  def write(self, text: str) -> None:
+    self._text += text
+
+  def flush(self) -> None:
+    self._path.write_text(self._text, encoding='utf-8')
+
+  def close(self) -> None:
+    self.flush()
 
 
 def _format(value: Any) -> str:
@@ -56,7 +72,8 @@ class MetricWriter:
       import tensorboardX  # pylint: disable=g-import-not-at-top  (heavy, and only process 0 needs it)
       path = os.path.join(workdir, files.METRICS)
       _drop_records_after(path, resume_step)
-      self._jsonl = open(path, 'a', encoding='utf-8')
+      self._jsonl = (open(path, 'a', encoding='utf-8') if paths.is_local(path)
+                     else _RewrittenObject(path))
       self._tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, files.TENSORBOARD),
                                                      purge_step=resume_step + 1)
 
