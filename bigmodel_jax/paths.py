@@ -43,3 +43,14 @@ def _write(path: epath.Path, data: str | bytes) -> None:
     path.write_bytes(data)
   else:
     path.write_text(data, encoding='utf-8')
+
+
+def upload_tree(source: PathLike, target: PathLike) -> None:
+  """Copies every file under the local directory `source` to `target` (local or a URL), for
+  writers that take only local paths (jax.profiler's traces)."""
+  for root, _, names in os.walk(source):
+    for name in names:
+      file = os.path.join(root, name)
+      destination = epath.Path(target, os.path.relpath(file, source))
+      destination.parent.mkdir(parents=True, exist_ok=True)
+      destination.write_bytes(epath.Path(file).read_bytes())

@@ -14,6 +14,7 @@ import os
 import jax
 import numpy as np
 from absl import logging
+from etils import epath
 
 from bigmodel_jax import data
 from bigmodel_jax import plots
@@ -67,10 +68,10 @@ def write_plots(workdir: str, *, text: str | None = None, num_images: int = 25) 
   config = run.config
   title = f'{config.model.name} on {config.data.name}'
   directory = os.path.join(workdir, files.PLOTS)
-  os.makedirs(directory, exist_ok=True)
+  epath.Path(directory).mkdir(parents=True, exist_ok=True)
   written = []
   metrics_path = os.path.join(workdir, files.METRICS)
-  if os.path.exists(metrics_path):
+  if epath.Path(metrics_path).exists():
     figure = curves.plot_curves(curves.read_metrics(metrics_path), title)
     written.append(plots.save(figure, os.path.join(directory, 'curves.png')))
 

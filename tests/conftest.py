@@ -133,12 +133,17 @@ def gcs_server(tmp_path_factory):
 _bucket_numbers = itertools.count()
 
 
-@pytest.fixture
-def gcs_bucket(gcs_server) -> str:
-  """`gs://NAME` of a new, empty bucket on the loopback server."""
+def new_bucket(server_url: str) -> str:
+  """`gs://NAME` of a new, empty bucket on the loopback server at `server_url`."""
   name = f'bucket-{next(_bucket_numbers)}'
   request = urllib.request.Request(
-      f'{gcs_server}/storage/v1/b?project=test', data=json.dumps({'name': name}).encode(),
+      f'{server_url}/storage/v1/b?project=test', data=json.dumps({'name': name}).encode(),
       headers={'Content-Type': 'application/json'}, method='POST')
   urllib.request.urlopen(request, timeout=10).close()
   return f'gs://{name}'
+
+
+@pytest.fixture
+def gcs_bucket(gcs_server) -> str:
+  """`gs://NAME` of a new, empty bucket on the loopback server."""
+  return new_bucket(gcs_server)

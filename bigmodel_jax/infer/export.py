@@ -22,7 +22,6 @@ lines and names of every op) are dropped: they were ~40% of the int8 program.
 import dataclasses
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 from jax.extend import backend
 from jax.extend import mlir
 from jax.extend.mlir import passmanager
@@ -112,10 +112,9 @@ def export_model(model: nn.Module, params: Any, spec: DataSpec, directory: str, 
       'model_sha256': hashlib.sha256(serialized).hexdigest(),
       'weights_sha256': hashlib.sha256(blob).hexdigest(),
   }
-  os.makedirs(directory, exist_ok=True)
+  directory = epath.Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
   for name, content in ((serving.MODEL_FILE, serialized), (serving.WEIGHTS_FILE, blob)):
-    with open(os.path.join(directory, name), 'wb') as f:
-      f.write(content)
-  with open(os.path.join(directory, serving.METADATA_FILE), 'w', encoding='utf-8') as f:
-    json.dump(artifact, f, indent=2)
+    (directory / name).write_bytes(content)
+  (directory / serving.METADATA_FILE).write_text(json.dumps(artifact, indent=2), encoding='utf-8')
   return artifact
