@@ -16,6 +16,7 @@ import os
 from absl import flags
 from absl import logging
 
+from bigmodel_jax import paths
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.search import results
 from bigmodel_jax.search import space as space_lib
@@ -68,6 +69,10 @@ def main(argv):
     cli.fail(f'--model={_MODEL.value} disagrees with config.model.name={config.model.name!r} of '
              '--config; give one of them')
   sweepdir = _SWEEPDIR.value
+  if not paths.is_local(sweepdir):
+    raise UserInputError('is in a bucket: a sweep directory holds the trial claims, which are file '
+                         'locks that object storage lacks; give a directory every worker sees '
+                         '(NFS, Filestore)', subject='sweepdir', value=sweepdir)
   if os.path.exists(sweepdir) and not os.path.isdir(sweepdir):
     raise UserInputError('exists and is not a directory', subject='sweepdir', value=sweepdir)
 

@@ -90,6 +90,8 @@ def test_pruning_stops_a_clearly_bad_trial_early_and_results_rank_the_rest(tmp_p
                                   '(config.model has: activation, dropout_rate'),
     (['--sampler=bayes'], 'value should be one of'),
     (['--storage=sqlite:////nonexistent/dir/study.db'], 'cannot be opened: OperationalError'),
+    (['--storage=gs://bucket/study.journal'],
+     'error: --storage=gs://bucket/study.journal: is in a bucket: a journal file needs a file lock'),
     (['--metric=validation.perplexity'], 'is not reported by classification runs'),
     (['--sampler=grid', '--trials=7'], 'more than the 6 points of the grid'),
 ])
@@ -110,6 +112,16 @@ def test_bad_input_is_one_error_line_exit_2_and_writes_nothing(tmp_path, args, m
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], lines
   assert not sweepdir.exists()
+
+
+def test_sweepdir_in_a_bucket_is_refused_in_one_line(tmp_path):
+  result = run_module('experiments.sweep', f'--space={_space_file(tmp_path)}', '--trials=2',
+                      '--sweepdir=gs://bucket/sweep', *TINY)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.strip().splitlines() == [
+      'error: --sweepdir=gs://bucket/sweep: is in a bucket: a sweep directory holds the trial '
+      'claims, which are file locks that object storage lacks; give a directory every worker '
+      'sees (NFS, Filestore)']
 
 
 def _sweep(sweepdir, space, trials, *extra, stderr=subprocess.PIPE) -> subprocess.Popen:
