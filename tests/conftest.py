@@ -147,3 +147,52 @@ def new_bucket(server_url: str) -> str:
 def gcs_bucket(gcs_server) -> str:
   """`gs://NAME` of a new, empty bucket on the loopback server."""
   return new_bucket(gcs_server)
+
+
+# A PostgreSQL server for the sweep tests: a cluster in a temporary directory on a free loopback
+# port, started and stopped here (skipped where the server is not installed).
+import glob  # pylint: disable=g-import-not-at-top,wrong-import-position
+import shutil  # pylint: disable=g-import-not-at-top,wrong-import-position
+import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _server_bin() -> str | None:
+  """The directory of initdb and pg_ctl: on PATH, or Debian's /usr/lib/postgresql/N/bin."""
+  if shutil.which('initdb'):  # maybe a link to Debian's directory, which also has createdb
+    return os.path.dirname(os.path.realpath(shutil.which('initdb')))
+  found = sorted(glob.glob('/usr/lib/postgresql/*/bin/initdb'),
+                 key=lambda p: int(p.split('/')[-3]))
+  return os.path.dirname(found[-1]) if found else None
+
+
+@pytest.fixture
+def postgres_url():
+  """`postgresql+psycopg2://...` of an empty database on a server only this machine's loopback reaches."""
+  pytest.importorskip('psycopg2', reason='psycopg2-binary (the test extra) is not installed')
+  bindir = _server_bin()
+  if bindir is None:
+    pytest.skip('PostgreSQL server not installed (no initdb); e.g. apt-get install postgresql')
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  root = tempfile.mkdtemp(prefix='sweep-postgres-')
+  # initdb refuses to run as root: as root, the cluster belongs to the postgres user.
+  as_user = ['runuser', '-u', 'postgres', '--'] if os.geteuid() == 0 else []
+  if as_user:
+    shutil.chown(root, 'postgres')
+  data, log = os.path.join(root, 'data'), os.path.join(root, 'server.log')
+
+  def pg(*args: str) -> None:
+    subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)
+
+  pg(f'{bindir}/initdb', '-D', data, '-U', 'sweeps', '--auth=trust')
+  pg(f'{bindir}/pg_ctl', '-D', data, '-l', log, '-w', '-t', '60', '-o',
+     f'-h 127.0.0.1 -p {port} -k {root}', 'start')
+  try:
+    pg(f'{bindir}/createdb', '-h', '127.0.0.1', '-p', str(port), '-U', 'sweeps', 'sweeps')
+    # +psycopg2: this SQLAlchemy's default PostgreSQL driver is psycopg 3; the test extra has
+    # psycopg2-binary.
+    yield f'postgresql+psycopg2://sweeps@127.0.0.1:{port}/sweeps'
+  finally:
+    pg(f'{bindir}/pg_ctl', '-D', data, '-m', 'fast', '-w', 'stop')
+    shutil.rmtree(root, ignore_errors=True)
