@@ -52,9 +52,9 @@ def _finish(process: subprocess.Popen) -> str:
   return out
 
 
-def _two_processes(workdir: str, *args: str) -> list[str]:
+def _two_processes(workdir: str, *args: str, devices: int = 2) -> list[str]:
   port = _free_port()
-  processes = [_start(workdir, 2, *args, f'--coordinator_address=localhost:{port}',
+  processes = [_start(workdir, devices, *args, f'--coordinator_address=localhost:{port}',
                       '--num_processes=2', f'--process_id={i}') for i in range(2)]
   return [_finish(p) for p in processes]
 
@@ -82,6 +82,30 @@ def test_two_processes_match_one(tmp_path, strategy, fsdp):
                one_params, two_params)
   one_eval = json.load(open(tmp_path / 'one' / 'summary.json'))['validation']
   assert abs(summary['validation']['loss'] - one_eval['loss']) < 1e-6
+
+
+@pytest.mark.slow
+def test_two_processes_of_four_devices_share_one_workdir_in_a_bucket(tmp_path, gcs_bucket):
+  from etils import epath  # pylint: disable=import-outside-toplevel
+  one = _start(str(tmp_path / 'one'), 1)
+  workdir = f'{gcs_bucket}/two'
+  # Stopped at step 3 and resumed from the bucket, as after a preemption of both hosts.
+  _two_processes(workdir, '--config.strategy=mesh', '--config.num_steps=3', devices=4)
+  outputs = _two_processes(workdir, '--config.strategy=mesh', devices=4)
+  _finish(one)
+  assert '"validation"' in outputs[0] and '"validation"' not in outputs[1]
+  summary = json.loads(epath.Path(workdir, 'summary.json').read_text())
+  assert summary['cost']['num_processes'] == 2 and summary['cost']['num_devices'] == 8
+  # Process 0 alone writes the run files; each process writes its own checkpoint shards.
+  assert sorted(p.name for p in epath.Path(workdir).iterdir()) == [
+      'checkpoints', 'config.json', 'dataset.json', 'metrics.jsonl', 'plots', 'summary.json',
+      'tensorboard']
+  assert len(list(epath.Path(workdir, 'tensorboard').iterdir())) == 2  # one per run, process 0's
+  state = epath.Path(workdir, 'checkpoints', '6', 'state')
+  assert {'ocdbt.process_0', 'ocdbt.process_1'} <= {p.name for p in state.iterdir()}
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6),
+               trained_lib.load_trained(str(tmp_path / 'one')).params,
+               trained_lib.load_trained(workdir).params)
 
 
 def test_incomplete_process_flags_exit_2_with_one_line(tmp_path):
