@@ -26,6 +26,13 @@ def absolute(path: PathLike) -> epath.Path:
   return epath.Path(os.path.abspath(path) if is_local(path) else path)
 
 
+def makedirs(path: PathLike) -> None:
+  """Creates the local directory `path` with its parents. Nothing for a URL: object storage has no
+  directories (an object's name holds its prefix), and gcsfs would create a missing bucket."""
+  if is_local(path):
+    os.makedirs(path, exist_ok=True)
+
+
 def write_atomic(path: PathLike, data: str | bytes) -> None:
   """Writes `data` to `path` so that a reader sees the old content or the new, never half."""
   path = epath.Path(path)
@@ -52,5 +59,5 @@ def upload_tree(source: PathLike, target: PathLike) -> None:
     for name in names:
       file = os.path.join(root, name)
       destination = epath.Path(target, os.path.relpath(file, source))
-      destination.parent.mkdir(parents=True, exist_ok=True)
+      makedirs(destination.parent)
       destination.write_bytes(epath.Path(file).read_bytes())

@@ -17,6 +17,7 @@ from absl import logging
 from etils import epath
 
 from bigmodel_jax import data
+from bigmodel_jax import paths
 from bigmodel_jax import plots
 from bigmodel_jax.infer.attention_maps import attention_maps
 from bigmodel_jax.plots import attention as attention_plot
@@ -68,7 +69,7 @@ def write_plots(workdir: str, *, text: str | None = None, num_images: int = 25) 
   config = run.config
   title = f'{config.model.name} on {config.data.name}'
   directory = os.path.join(workdir, files.PLOTS)
-  epath.Path(directory).mkdir(parents=True, exist_ok=True)
+  paths.makedirs(directory)
   written = []
   metrics_path = os.path.join(workdir, files.METRICS)
   if epath.Path(metrics_path).exists():

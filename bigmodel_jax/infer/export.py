@@ -36,6 +36,7 @@ from jax.extend.mlir import passmanager
 from jax.extend.mlir.dialects import stablehlo
 from jax.interpreters import mlir as jax_mlir
 
+from bigmodel_jax import paths
 from bigmodel_jax.data import DataSpec
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.infer import serving
@@ -113,7 +114,7 @@ def export_model(model: nn.Module, params: Any, spec: DataSpec, directory: str, 
       'weights_sha256': hashlib.sha256(blob).hexdigest(),
   }
   directory = epath.Path(directory)
-  directory.mkdir(parents=True, exist_ok=True)
+  paths.makedirs(directory)
   for name, content in ((serving.MODEL_FILE, serialized), (serving.WEIGHTS_FILE, blob)):
     (directory / name).write_bytes(content)
   (directory / serving.METADATA_FILE).write_text(json.dumps(artifact, indent=2), encoding='utf-8')

@@ -60,6 +60,13 @@ class BucketLock:
       self._blob.upload_from_string(self._record(), if_generation_match=0)
     except exceptions.PreconditionFailed:
       self._take_over()
+    except exceptions.NotFound:
+      raise UserInputError(f'is in bucket {self._blob.bucket.name}, which does not exist; create '
+                           'it (gcloud storage buckets create) or name another', subject='workdir',
+                           value=self._workdir) from None
+    except exceptions.Forbidden as e:
+      raise UserInputError(f'cannot be written with these credentials ({e.message})',
+                           subject='workdir', value=self._workdir) from None
     self._generation = self._blob.generation
     self._heartbeat = threading.Thread(target=self._renew, name='workdir-lock', daemon=True)
     self._heartbeat.start()

@@ -207,7 +207,7 @@ class Checkpointer:
   def _quarantine(self, step: int, problem: str) -> None:
     """Moves the corrupt `step` to checkpoints.corrupt/ (kept for inspection, never deleted)."""
     corrupt_dir = epath.Path(self.directory + CORRUPT_SUFFIX)
-    corrupt_dir.mkdir(parents=True, exist_ok=True)
+    paths.makedirs(corrupt_dir)
     target, n = corrupt_dir / str(step), 1
     while target.exists():
       target, n = corrupt_dir / f'{step}.{n}', n + 1

@@ -38,6 +38,7 @@ from ml_collections import ConfigDict
 from bigmodel_jax import cost
 from bigmodel_jax import data
 from bigmodel_jax import models
+from bigmodel_jax import paths
 from bigmodel_jax.errors import Preempted
 from bigmodel_jax.privacy import budget as dp_budget
 from bigmodel_jax.privacy import hooks as dp_hooks
@@ -226,7 +227,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
 
   # 2. Workdir (one run at a time), resume or init. In a multi-host run the hosts share the
   # workdir, so only process 0 takes its lock.
-  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  paths.makedirs(workdir)
   lock = WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
   with lock, PreemptionWatcher() as preemption:
     return _run_in_workdir(parts, workdir, train_iter, preemption, hooks, init_plan)

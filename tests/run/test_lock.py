@@ -69,3 +69,11 @@ def test_workdir_lock_in_a_bucket_is_the_lease_object(gcs_bucket):
     with pytest.raises(UserInputError, match=r'in use by process \d+ on '):
       with WorkdirLock(f'{gcs_bucket}/run'):
         pass
+
+
+def test_workdir_in_a_missing_bucket_is_one_line_and_creates_no_bucket(gcs_server):
+  from etils import epath  # pylint: disable=import-outside-toplevel
+  with pytest.raises(UserInputError, match='is in bucket no-such-bucket, which does not exist; '):
+    with WorkdirLock('gs://no-such-bucket/run'):
+      pass
+  assert not epath.Path('gs://no-such-bucket').exists()
