@@ -42,6 +42,7 @@ from bigmodel_jax.compress import prune
 from bigmodel_jax.compress import quantize
 from bigmodel_jax.compress import report
 from bigmodel_jax import data
+from bigmodel_jax import paths
 from bigmodel_jax.infer import export
 from bigmodel_jax.run import trained as trained_lib
 from bigmodel_jax.train import loop
@@ -76,7 +77,7 @@ _REPEATS = flags.DEFINE_integer('repeats', 50, 'Timed calls per latency figure.'
 def _fine_tune_config(original: trained_lib.Trained, steps: int, learning_rate: float):
   """The original run's config, started from all its parameters at the measured step."""
   config = original.config.copy_and_resolve_references()
-  config.init.workdir = f'{os.path.abspath(original.run.workdir)}:{original.step}'
+  config.init.workdir = f'{paths.absolute(original.run.workdir)}:{original.step}'
   config.init.include = config.init.exclude = ()
   config.num_steps = steps
   config.optimizer.learning_rate = learning_rate

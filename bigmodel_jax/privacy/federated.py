@@ -32,6 +32,7 @@ from absl import logging
 from ml_collections import ConfigDict
 
 from bigmodel_jax import models
+from bigmodel_jax import paths
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.privacy import accounting
 from bigmodel_jax.privacy import dp_sgd
@@ -176,7 +177,7 @@ def train_federated(config: ConfigDict, workdir: str) -> dict[str, Any]:
   init = jax.jit(lambda: {'step': jnp.zeros((), jnp.int32), 'params': model.init(
       init_key, dataset.spec.example_inputs(), train=False)['params']})
 
-  os.makedirs(workdir, exist_ok=True)
+  paths.makedirs(workdir)
   with WorkdirLock(workdir):
     if files.has_run(workdir):
       resume.check_config_change(files.read_json(os.path.join(workdir, files.CONFIG)), config,
