@@ -16,6 +16,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from etils import epath
 
 from bigmodel_jax.run import trained as trained_lib
 from conftest import REPO
@@ -86,7 +87,6 @@ def test_two_processes_match_one(tmp_path, strategy, fsdp):
 
 @pytest.mark.slow
 def test_two_processes_of_four_devices_share_one_workdir_in_a_bucket(tmp_path, gcs_bucket):
-  from etils import epath  # pylint: disable=import-outside-toplevel
   one = _start(str(tmp_path / 'one'), 1)
   workdir = f'{gcs_bucket}/two'
   # Stopped at step 3 and resumed from the bucket, as after a preemption of both hosts.
@@ -118,16 +118,18 @@ def test_incomplete_process_flags_exit_2_with_one_line(tmp_path):
   assert not (tmp_path / 'run').exists()
 
 
-def test_sigterm_to_one_process_stops_both_at_the_same_saved_step(tmp_path):
-  workdir = str(tmp_path / 'run')
+@pytest.mark.parametrize('place', ['local', pytest.param('bucket', marks=pytest.mark.slow)])
+def test_sigterm_to_one_process_stops_both_at_the_same_saved_step(tmp_path, request, place):
+  workdir = (f"{request.getfixturevalue('gcs_bucket')}/run" if place == 'bucket'
+             else str(tmp_path / 'run'))
   port = _free_port()
   processes = [_start(workdir, 1, '--config.num_steps=100000', '--config.eval_every=100000',
                       '--config.checkpoint_every=100000', '--config.preemption_sync_every=2',
                       f'--coordinator_address=localhost:{port}', '--num_processes=2',
                       f'--process_id={i}') for i in range(2)]
-  metrics = os.path.join(workdir, 'metrics.jsonl')
+  metrics = epath.Path(workdir, 'metrics.jsonl')
   deadline = time.time() + 180
-  while not (os.path.exists(metrics) and open(metrics).read().count('"train"') >= 2):
+  while not (metrics.exists() and metrics.read_text().count('"train"') >= 2):
     assert time.time() < deadline and all(p.poll() is None for p in processes)
     time.sleep(0.05)
   processes[1].send_signal(signal.SIGTERM)  # process 0 never sees a signal
