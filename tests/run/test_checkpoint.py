@@ -170,3 +170,17 @@ def test_in_a_bucket_a_truncated_array_object_is_detected_set_aside_and_previous
   assert (aside / checkpoint_lib.MANIFEST).exists()
   assert checkpoint_lib.saved_steps(directory) == [1]
   assert not newest.exists()
+
+
+def test_in_a_bucket_a_quarantine_interrupted_after_the_commit_file_leaves_no_readable_step(
+    gcs_bucket):
+  from etils import epath  # pylint: disable=import-outside-toplevel
+  directory = f'{gcs_bucket}/run/checkpoints'
+  _save_steps(directory, [1, 2])
+  # Killed inside the quarantine of step 2: its objects copied aside, its commit file deleted,
+  # the rest not yet.
+  (epath.Path(directory, '2') / 'commit_success.txt').unlink()
+  assert checkpoint_lib.saved_steps(directory) == [1]
+  step, _, _, _ = _restore(directory)
+  assert step == 1
+  assert not epath.Path(directory, '2').exists()  # Orbax removed the uncommitted step
