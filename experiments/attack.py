@@ -16,8 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import flags
+from etils import epath
 
 from bigmodel_jax import data
+from bigmodel_jax import paths
 from bigmodel_jax import plots
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.plots.adversarial import plot_adversarial_examples
@@ -88,11 +90,11 @@ def main(argv):
         f'{_NORM.value} budget, PGD {_STEPS.value} steps:')
   print(robust_eval.format_table(result))
 
-  os.makedirs(output, exist_ok=True)
-  with open(os.path.join(output, 'robust_accuracy.json'), 'w', encoding='utf-8') as f:
-    json.dump({'workdir': _WORKDIR.value, 'step': trained.step, 'split': _SPLIT.value,
-               'norm': _NORM.value, 'steps': _STEPS.value, 'step_size': _STEP_SIZE.value,
-               **result.to_json()}, f, indent=2)
+  paths.makedirs(output)
+  epath.Path(output, 'robust_accuracy.json').write_text(json.dumps(
+      {'workdir': _WORKDIR.value, 'step': trained.step, 'split': _SPLIT.value,
+       'norm': _NORM.value, 'steps': _STEPS.value, 'step_size': _STEP_SIZE.value,
+       **result.to_json()}, indent=2), encoding='utf-8')
   for attack in attacks:
     path = plots.save(_examples_figure(trained, attack, max(epsilons), source, _SPLIT.value),
                       os.path.join(output, f'adversarial_{attack.name}.png'))

@@ -14,6 +14,7 @@ from ml_collections import config_flags
 from bigmodel_jax import compile_cache
 from bigmodel_jax import config as config_lib
 from bigmodel_jax import models
+from bigmodel_jax import paths
 from bigmodel_jax.errors import NonFiniteError, Preempted, UserInputError
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), 'configs')
@@ -87,7 +88,10 @@ def check_writable_folder(flag: str, path: str) -> None:
 
   Probed by making (and removing) a folder in it or in its nearest existing parent, so nothing
   is left behind: permission bits alone would not tell (root passes them on a read-only mount).
+  A bucket (gs://) is checked by the run itself when it takes its lock (run/bucket_lock.py).
   """
+  if not paths.is_local(path):
+    return
   existing = os.path.abspath(path)
   while not os.path.lexists(existing):
     existing = os.path.dirname(existing)

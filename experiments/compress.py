@@ -42,11 +42,12 @@ import numpy as np
 import optax
 from absl import flags
 
+from bigmodel_jax import data
+from bigmodel_jax import paths
 from bigmodel_jax.compress import distill
 from bigmodel_jax.compress import prune
 from bigmodel_jax.compress import quantize
 from bigmodel_jax.compress import report
-from bigmodel_jax import data
 from bigmodel_jax.infer import export
 from bigmodel_jax.run import trained as trained_lib
 from bigmodel_jax.train import loop
@@ -84,7 +85,7 @@ def _fine_tune_config(original: trained_lib.Trained, steps: int, learning_rate: 
   """The original run's config, started from all its parameters at the measured step."""
   config = original.config
   return config.updated({
-      'init.workdir': f'{os.path.abspath(original.run.workdir)}:{original.step}',
+      'init.workdir': f'{paths.absolute(original.run.workdir)}:{original.step}',
       'init.include': (), 'init.exclude': (), 'num_steps': steps,
       'optimizer.learning_rate': learning_rate,
       'optimizer.warmup_steps': min(config.optimizer.warmup_steps, steps // 10),

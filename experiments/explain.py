@@ -16,8 +16,10 @@ import os
 
 import numpy as np
 from absl import flags
+from etils import epath
 
 from bigmodel_jax import data
+from bigmodel_jax import paths
 from bigmodel_jax import plots
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.explain import attribute as attribute_lib
@@ -69,7 +71,7 @@ def _captions(spec, names, result: attribute_lib.Attributions, truths) -> list[s
 
 def _write_csv(path: str, spec, names, result: attribute_lib.Attributions) -> None:
   """One row per input and method: the explained output, its base, each feature's share."""
-  with open(path, 'w', encoding='utf-8', newline='') as f:
+  with epath.Path(path).open('w') as f:
     writer = csv.writer(f, lineterminator='\n')
     writer.writerow(['input', 'method', 'output', 'base', *spec.feature_names])
     for method, values in result.values.items():
@@ -109,7 +111,7 @@ def main(argv):
 
   result = attribute_lib.attribute(trained, inputs, methods, seed=_SEED.value)
   captions = _captions(run.spec, names, result, truths)
-  os.makedirs(output, exist_ok=True)
+  paths.makedirs(output)
   path = plots.save(_figure(trained, inputs, result, captions),
                     os.path.join(output, 'attributions.png'))
   print(f'wrote {path}')

@@ -14,8 +14,10 @@ import os
 import jax
 import numpy as np
 from absl import logging
+from etils import epath
 
 from bigmodel_jax import data
+from bigmodel_jax import paths
 from bigmodel_jax import plots
 from bigmodel_jax.infer.attention_maps import attention_maps
 from bigmodel_jax.plots import attention as attention_plot
@@ -67,10 +69,10 @@ def write_plots(workdir: str, *, text: str | None = None, num_images: int = 25) 
   config = run.config
   title = f'{config.model.name} on {config.data.name}'
   directory = os.path.join(workdir, files.PLOTS)
-  os.makedirs(directory, exist_ok=True)
+  paths.makedirs(directory)
   written = []
   metrics_path = os.path.join(workdir, files.METRICS)
-  if os.path.exists(metrics_path):
+  if epath.Path(metrics_path).exists():
     figure = curves.plot_curves(curves.read_metrics(metrics_path), title)
     written.append(plots.save(figure, os.path.join(directory, 'curves.png')))
 

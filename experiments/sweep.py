@@ -16,6 +16,8 @@ import os
 from absl import flags
 from absl import logging
 
+from bigmodel_jax import paths
+from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.search import results
 from bigmodel_jax.search import space as space_lib
 from bigmodel_jax.search import study as study_lib
@@ -64,6 +66,10 @@ def main(argv):
     _required(flag)
   config = cli.run_config(_MODEL)
   sweepdir = _SWEEPDIR.value
+  if not paths.is_local(sweepdir):
+    raise UserInputError('is in a bucket: a sweep directory holds the trial claims, which are file '
+                         'locks that object storage lacks; give a directory every worker sees '
+                         '(NFS, Filestore)', subject='sweepdir', value=sweepdir)
   cli.check_writable_folder('sweepdir', sweepdir)
 
   # 1. Everything that can reject the input, before anything is written.

@@ -12,7 +12,7 @@ from conftest import REPO
 
 # Lowest first.
 LAYERS = (
-    ('errors', 'marks'),
+    ('errors', 'marks', 'paths'),
     ('data', 'cost', 'compile_cache', 'plots'),
     ('models', 'tasks'),
     ('config',),

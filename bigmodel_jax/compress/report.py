@@ -5,13 +5,13 @@ Every row is measured on an artifact of `bigmodel_jax.infer.export`, run through
 compressed model go through the same code.
 """
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
+from etils import epath
 
 from bigmodel_jax import data
 from bigmodel_jax import tasks
@@ -58,7 +58,7 @@ def measure(name: str, directory: str, params: Any, source: data.Source, *, loss
   task = tasks.create_task(spec, loss)
   eval_step = lambda _, batch: task.eval_statistics(run(np.asarray(batch['inputs'])), batch)
   metrics = evaluate(eval_step, None, data.eval_batches(source, batch_size=256), task)
-  program_bytes, weights_bytes = (os.path.getsize(os.path.join(directory, name))
+  program_bytes, weights_bytes = (epath.Path(directory, name).stat().length
                                   for name in (serving.MODEL_FILE, serving.WEIGHTS_FILE))
   dense, nonzero = stored_weights(params)
   return {'model': name, 'bytes': program_bytes + weights_bytes, 'weights_bytes': weights_bytes,

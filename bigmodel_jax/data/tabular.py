@@ -2,10 +2,12 @@
 
 import contextlib
 import csv
+import io
 from typing import Iterator, Sequence
 
 from absl import logging
 import numpy as np
+from etils import epath
 
 from bigmodel_jax.data import dataset as dataset_lib
 from bigmodel_jax.data import spec as spec_lib
@@ -24,8 +26,9 @@ def _open_csv(path: str, subject: str, value: str
   of a missing or unreadable file.
   """
   try:
-    # utf-8-sig: spreadsheet programs often start a CSV with a byte-order mark.
-    f = open(path, newline='', encoding='utf-8-sig')
+    # utf-8-sig: spreadsheet programs often start a CSV with a byte-order mark. Opened as bytes
+    # through epath (local or gs://), which has no text options.
+    f = io.TextIOWrapper(epath.Path(path).open('rb'), newline='', encoding='utf-8-sig')
   except FileNotFoundError:
     raise UserInputError('file not found', subject=subject, value=value) from None
   except OSError as e:

@@ -2,6 +2,7 @@
 
 from absl import logging
 import numpy as np
+from etils import epath
 
 from bigmodel_jax.data import dataset as dataset_lib
 from bigmodel_jax.data import spec as spec_lib
@@ -104,8 +105,7 @@ def read_text_file(path: str) -> str:
   """Returns the UTF-8 text of `path`; a missing, unreadable or non-UTF-8 file is user error."""
   dataset = f'textfile:{path}'
   try:
-    with open(path, 'rb') as f:
-      data = f.read()
+    data = epath.Path(path).read_bytes()
   except FileNotFoundError:
     raise UserInputError('file not found', subject='dataset', value=dataset) from None
   except OSError as e:
@@ -121,7 +121,7 @@ def read_text_file(path: str) -> str:
 
 def textfile_dataset(path: str, *, tokenizer: str, seq_len: int, validation_fraction: float,
                      vocab_size: int = tokenizers.DEFAULT_VOCAB_SIZE) -> dataset_lib.Dataset:
-  """An LM over a local UTF-8 text file."""
+  """An LM over a UTF-8 text file (local or gs://)."""
   return language_model_dataset(f'textfile:{path}', read_text_file(path), tokenizer=tokenizer,
                                 seq_len=seq_len, validation_fraction=validation_fraction,
                                 vocab_size=vocab_size)

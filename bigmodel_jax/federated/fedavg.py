@@ -35,6 +35,7 @@ from absl import logging
 from bigmodel_jax import config as config_lib
 from bigmodel_jax import cost
 from bigmodel_jax import models
+from bigmodel_jax import paths
 from bigmodel_jax import tasks
 from bigmodel_jax.config import Config
 from bigmodel_jax.errors import UserInputError
@@ -203,7 +204,7 @@ def train_federated(config: Config, workdir: str) -> dict[str, Any]:
                                            batch_size=config.batch_size,
                                            max_batches=config.eval_batches or None)
 
-  os.makedirs(workdir, exist_ok=True)
+  paths.makedirs(workdir)
   with WorkdirLock(workdir), PreemptionWatcher() as preemption:
     if files.has_run(workdir):
       resume.check_config_change(files.read_json(os.path.join(workdir, files.CONFIG)), config,

@@ -31,12 +31,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 from jax.extend import backend
 from jax.extend import mlir
 from jax.extend.mlir import passmanager
 from jax.extend.mlir.dialects import stablehlo
 from jax.interpreters import mlir as jax_mlir
 
+from bigmodel_jax import paths
 from bigmodel_jax import tasks
 from bigmodel_jax.data import DataSpec
 from bigmodel_jax.errors import UserInputError
@@ -111,6 +113,15 @@ def export_model(model: nn.Module, params: Any, spec: DataSpec, directory: str, 
       'model_sha256': hashlib.sha256(serialized).hexdigest(),
       'weights_sha256': hashlib.sha256(blob).hexdigest(),
   }
+  if not paths.is_local(directory):
+    # Each object is written whole, so a reader never sees half a file; a bucket has no rename
+    # of a folder, so a crash mid-export can leave new files beside old ones (rerun to finish).
+    directory = epath.Path(directory)
+    for name, content in ((serving.MODEL_FILE, serialized), (serving.WEIGHTS_FILE, blob)):
+      (directory / name).write_bytes(content)
+    (directory / serving.METADATA_FILE).write_text(json.dumps(artifact, indent=2),
+                                                   encoding='utf-8')
+    return artifact
   # Written beside, then renamed into place: a crash mid-export leaves what was there intact.
   directory = os.path.abspath(directory)
   staging, replaced = f'{directory}.writing-{os.getpid()}', f'{directory}.replaced-{os.getpid()}'

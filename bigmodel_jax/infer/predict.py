@@ -22,10 +22,12 @@ from typing import Any
 
 import numpy as np
 from absl import logging
+from etils import epath
 from PIL import Image
 from PIL import UnidentifiedImageError
 
 from bigmodel_jax import data
+from bigmodel_jax.paths import is_local
 from bigmodel_jax.data import DataSpec
 from bigmodel_jax.data import text as text_lib
 from bigmodel_jax.errors import UserInputError
@@ -75,7 +77,8 @@ def _read_image(path: str | io.BytesIO, input_shape: Sequence[int], name: str) -
 
 def _read_array(path: str, input_shape: Sequence[int]) -> np.ndarray:
   try:
-    array = np.load(path, allow_pickle=False)
+    with epath.Path(path).open('rb') as f:
+      array = np.load(f, allow_pickle=False)
   except (ValueError, OSError) as e:
     raise _bad_input(path, f'not a numeric .npy array: {e}') from None
   return _image_array(array, input_shape, path)
@@ -112,7 +115,7 @@ def read_images(paths: Sequence[str], input_shape: Sequence[int]) -> tuple[list[
       array = _read_array(path, input_shape)
       names += [path] if len(array) == 1 else [f'{path}[{i}]' for i in range(len(array))]
     elif suffix in IMAGE_SUFFIXES:
-      array = _read_image(path, input_shape, path)[None]
+      array = _read_image(io.BytesIO(epath.Path(path).read_bytes()), input_shape, path)[None]
       names.append(path)
     else:
       raise _bad_input(path, f'the model takes images; give {", ".join(IMAGE_SUFFIXES)} or .npy '
@@ -163,8 +166,8 @@ def read_text_lines(paths: Sequence[str]) -> list[str]:
   for path in paths:
     _check_exists(path)
     try:
-      with open(path, encoding='utf-8') as f:
-        lines += [line.rstrip('\n') for line in f if line.strip()]
+      text = epath.Path(path).read_text(encoding='utf-8')
+      lines += [line for line in text.split('\n') if line.strip()]
     except UnicodeDecodeError:
       raise _bad_input(path, 'the model takes text; this file is not UTF-8 text') from None
   return lines
@@ -188,7 +191,7 @@ def encode_texts(texts: Sequence[str], spec: DataSpec) -> np.ndarray:
 
 
 def _check_exists(path: str) -> None:
-  if not os.path.isfile(path):
+  if not epath.Path(path).is_file():
     raise _bad_input(path, 'no such file')
 
 
@@ -336,7 +339,8 @@ def check_output_path(path: str) -> None:
   """Raises UserInputError unless `path` names a .csv or .json file in an existing folder."""
   if os.path.splitext(path)[1].lower() not in ('.csv', '.json'):
     raise UserInputError('give a .csv or .json file name', subject='output', value=path)
-  if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+  # A bucket has no folders to check: an object's name may hold any prefix.
+  if is_local(path) and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
     raise UserInputError(f'the folder {os.path.dirname(path)} does not exist', subject='output',
                          value=path)
 
@@ -352,5 +356,4 @@ def write_rows(rows: Sequence[dict[str, Any]], path: str) -> None:
     writer.writeheader()
     writer.writerows(rows)
     text = buffer.getvalue()
-  with open(path, 'w', encoding='utf-8', newline='') as f:
-    f.write(text)
+  epath.Path(path).write_text(text, encoding='utf-8')

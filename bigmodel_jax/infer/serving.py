@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from etils import epath
 
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.infer import weights_file
@@ -30,8 +31,7 @@ _REWRITE = 'export the run again with python -m experiments.export'
 
 def _read_checked(path: str, expected_sha256: str, directory: str) -> bytes:
   """The bytes of `path`; UserInputError unless they have the SHA-256 recorded at export."""
-  with open(path, 'rb') as f:
-    content = f.read()
+  content = epath.Path(path).read_bytes()
   if hashlib.sha256(content).hexdigest() != expected_sha256:
     raise UserInputError(f'{path} ({len(content)} bytes) does not match the SHA-256 recorded at '
                          f'export: it is damaged; {_REWRITE}', subject='exported',
@@ -51,15 +51,14 @@ def load_exported(directory: str) -> tuple[Callable[[np.ndarray], np.ndarray], d
   artifact['input']) and returns numpy outputs (see artifact['output']).
   """
   paths = [os.path.join(directory, name) for name in (MODEL_FILE, METADATA_FILE)]
-  missing = [p for p in paths if not os.path.isfile(p)]
+  missing = [p for p in paths if not epath.Path(p).is_file()]
   if missing:
     raise UserInputError(f'no exported model here (missing '
                          f'{", ".join(os.path.basename(p) for p in missing)}); write one with '
                          'python -m experiments.export', subject='exported', value=directory)
   model_path, metadata_path = paths
   try:
-    with open(metadata_path, encoding='utf-8') as f:
-      artifact = json.load(f)
+    artifact = json.loads(epath.Path(metadata_path).read_text(encoding='utf-8'))
     if artifact['format'] not in (FORMAT, _BAKED_FORMAT):
       raise ValueError(f'format {artifact["format"]!r}')
     expected = artifact['model_sha256']
@@ -101,7 +100,7 @@ def _load_weights(directory: str, artifact: dict[str, Any], metadata_path: str
                   ) -> list[np.ndarray]:
   """The arrays of weights.bin, checked against metadata.json's checksum and index."""
   path = os.path.join(directory, WEIGHTS_FILE)
-  if not os.path.isfile(path):
+  if not epath.Path(path).is_file():
     raise UserInputError(f'no exported model here (missing {WEIGHTS_FILE}); write one with '
                          'python -m experiments.export', subject='exported', value=directory)
   try:

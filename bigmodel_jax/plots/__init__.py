@@ -4,6 +4,7 @@ Each function returns a matplotlib `Figure` built without pyplot (no global stat
 needed); `save` writes it as PNG.
 """
 
+from etils import epath
 from matplotlib.figure import Figure
 
 DPI = 100
@@ -11,5 +12,6 @@ DPI = 100
 
 def save(figure: Figure, path: str) -> str:
   """Writes `figure` to `path` as PNG; returns the path."""
-  figure.savefig(path, dpi=DPI, format='png')
+  with epath.Path(path).open('wb') as f:
+    figure.savefig(f, dpi=DPI, format='png')
   return path

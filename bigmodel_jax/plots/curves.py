@@ -5,6 +5,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from etils import epath
 from matplotlib.figure import Figure
 
 # The quality metric shown beside the loss, by preference: the first one the records have.
@@ -18,13 +19,12 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
   Runs written before the validation split existed logged their evaluations as split 'eval'.
   """
   latest = {}
-  with open(path, encoding='utf-8') as f:
-    for line in f:
-      if line.strip():
-        record = json.loads(line)
-        if record['split'] == 'eval':
-          record['split'] = 'validation'
-        latest[record['split'], record['step']] = record
+  for line in epath.Path(path).read_text(encoding='utf-8').splitlines():
+    if line.strip():
+      record = json.loads(line)
+      if record['split'] == 'eval':
+        record['split'] = 'validation'
+      latest[record['split'], record['step']] = record
   return sorted(latest.values(), key=lambda r: r['step'])
 
 

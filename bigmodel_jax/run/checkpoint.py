@@ -6,9 +6,11 @@ exactly the averages it would have logged. Saves are asynchronous: training cont
 files are written.
 
 Safety on disk:
-  * Orbax writes a step into `<step>.orbax-checkpoint-tmp` and renames it when complete; a save
-    killed half-way leaves only that temporary directory, which is never read as a checkpoint.
-  * Just before the rename, `sha256.json` (every file's size and SHA-256) is written into the
+  * Locally, Orbax writes a step into `<step>.orbax-checkpoint-tmp` and renames it when
+    complete; a save killed half-way leaves only that temporary directory, which is never read
+    as a checkpoint. On gs:// (no atomic rename) it writes into `<step>/` and commits the step
+    by writing `commit_success.txt` last; a step without it is never read.
+  * Just before that commit, `sha256.json` (every file's size and SHA-256) is written into the
     step, so the checksum is part of the atomic commit. Restoring verifies it: a truncated or
     altered step is reported with its path, moved to `checkpoints.corrupt/` (never deleted) and
     the previous step is used.
@@ -26,53 +28,66 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
+
+from bigmodel_jax import paths
 
 MANIFEST = 'sha256.json'
 CORRUPT_SUFFIX = '.corrupt'
-_TMP_SUFFIX = '.orbax-checkpoint-tmp'  # Orbax 0.12's name for a step being written
+_TMP_SUFFIX = '.orbax-checkpoint-tmp'  # Orbax 0.12's name for a step being written (locally)
+# Orbax's mark of a committed step on object storage (CommitFileTemporaryPath), written last.
+_COMMIT_FILE = 'commit_success.txt'
 # Orbax rewrites this one after the commit (it adds the commit time); it holds no array data.
 _REWRITTEN_AFTER_COMMIT = '_CHECKPOINT_METADATA'
 
 
-def _sha256(path: str) -> str:
+def _sha256(path: epath.Path) -> str:
   digest = hashlib.sha256()
-  with open(path, 'rb') as f:
+  with path.open('rb') as f:
     for block in iter(lambda: f.read(1 << 20), b''):
       digest.update(block)
   return digest.hexdigest()
 
 
-def _files(step_dir: str) -> list[str]:
-  paths = []
-  for root, _, names in os.walk(step_dir):
-    paths += [os.path.relpath(os.path.join(root, name), step_dir) for name in names]
-  return sorted(p for p in paths if p not in (MANIFEST, _REWRITTEN_AFTER_COMMIT))
+def _walk(step_dir: epath.Path) -> list[str]:
+  """Every file under `step_dir` as a '/'-separated relative name (a bucket lists them alike)."""
+  names, top = [], None
+  for root, _, files in step_dir.walk():
+    # The first root is `step_dir` itself, as the backend spells it (gcsfs drops the gs://).
+    top = top or os.fspath(root)
+    prefix = os.fspath(root)[len(top):].strip('/')
+    names += [f'{prefix}/{name}' if prefix else name for name in files]
+  return sorted(names)
 
 
-def write_manifest(step_dir: str) -> None:
+def _files(step_dir: epath.Path) -> list[str]:
+  """The files that the manifest covers."""
+  return [p for p in _walk(step_dir) if p not in (MANIFEST, _REWRITTEN_AFTER_COMMIT, _COMMIT_FILE)]
+
+
+def write_manifest(step_dir: paths.PathLike) -> None:
   """Records the size and SHA-256 of every file in `step_dir` in `step_dir/sha256.json`."""
-  manifest = {p: {'bytes': os.path.getsize(os.path.join(step_dir, p)),
-                  'sha256': _sha256(os.path.join(step_dir, p))} for p in _files(step_dir)}
-  with open(os.path.join(step_dir, MANIFEST), 'w', encoding='utf-8') as f:
-    json.dump(manifest, f, indent=1)
+  step_dir = epath.Path(step_dir)
+  manifest = {p: {'bytes': (step_dir / p).stat().length, 'sha256': _sha256(step_dir / p)}
+              for p in _files(step_dir)}
+  (step_dir / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding='utf-8')
 
 
-def verify_manifest(step_dir: str) -> str | None:
+def verify_manifest(step_dir: paths.PathLike) -> str | None:
   """None if every file in the manifest is intact, else what is wrong (one line)."""
-  path = os.path.join(step_dir, MANIFEST)
+  step_dir = epath.Path(step_dir)
   try:
-    with open(path, encoding='utf-8') as f:
-      manifest = json.load(f)
+    manifest = json.loads((step_dir / MANIFEST).read_text(encoding='utf-8'))
   except FileNotFoundError:
     return f'{MANIFEST} is missing'
   except ValueError as e:
     return f'{MANIFEST} is unreadable ({e})'
   for name, expected in manifest.items():
-    file = os.path.join(step_dir, name)
-    if not os.path.exists(file):
+    file = step_dir / name
+    if not file.exists():
       return f'{name} is missing'
-    if os.path.getsize(file) != expected['bytes']:
-      return f"{name} has {os.path.getsize(file)} bytes, {expected['bytes']} were written"
+    if (size := file.stat().length) != expected['bytes']:
+      return f"{name} has {size} bytes, {expected['bytes']} were written"
     if _sha256(file) != expected['sha256']:
       return f'{name} does not match its SHA-256 (altered on disk)'
   return None
@@ -92,6 +107,21 @@ def newest_intact_step(directory: str, steps: Iterable[int],
   return None
 
 
+def _move_objects(source: epath.Path, target: epath.Path) -> None:
+  """Moves the step `source` to `target` on object storage, where a rename is a copy of each
+  object and a delete, safe to interrupt at any point: every object is copied before any is
+  deleted, and the commit file is deleted first, so the step stops being a checkpoint at once.
+  Interrupted while copying, `source` is still a (corrupt) step and is set aside again, to a new
+  target, on the next restore; interrupted while deleting, it is an uncommitted step, which Orbax
+  removes."""
+  names = _walk(source)
+  for name in names:
+    (source / name).copy(target / name)
+  if _COMMIT_FILE in names:
+    (source / _COMMIT_FILE).unlink()
+  source.rmtree()
+
+
 def _validation_loss(metrics: dict[str, float]) -> float:
   return metrics['validation_loss']
 
@@ -103,7 +133,7 @@ class Checkpointer:
   """
 
   def __init__(self, directory: str, *, keep: int):
-    self.directory = os.path.abspath(directory)
+    self.directory = os.fspath(paths.absolute(directory))
     self._saving_step: int | None = None
     policies = ocp.checkpoint_managers
     self._manager = ocp.CheckpointManager(
@@ -127,8 +157,11 @@ class Checkpointer:
     # every process; one writer is enough.
     if jax.process_index() != 0:
       return
-    tmp = os.path.join(self.directory, f'{self._saving_step}{_TMP_SUFFIX}')
-    if not os.path.isdir(tmp):
+    # On object storage the step is written in place and committed by _COMMIT_FILE.
+    name = (f'{self._saving_step}{_TMP_SUFFIX}' if paths.is_local(self.directory)
+            else str(self._saving_step))
+    tmp = epath.Path(self.directory, name)
+    if not tmp.is_dir():
       raise RuntimeError(f'{tmp} not found: this Orbax version names its temporary directories '
                          'differently; update checkpoint._TMP_SUFFIX')
     write_manifest(tmp)
@@ -173,22 +206,23 @@ class Checkpointer:
 
   def _quarantine(self, step: int, problem: str) -> None:
     """Moves the corrupt `step` to checkpoints.corrupt/ (kept for inspection, never deleted)."""
-    corrupt_dir = self.directory + CORRUPT_SUFFIX
-    os.makedirs(corrupt_dir, exist_ok=True)
-    target, n = os.path.join(corrupt_dir, str(step)), 1
-    while os.path.exists(target):
-      target, n = os.path.join(corrupt_dir, f'{step}.{n}'), n + 1
-    shutil.move(self.step_dir(step), target)
+    corrupt_dir = epath.Path(self.directory + CORRUPT_SUFFIX)
+    paths.makedirs(corrupt_dir)
+    target, n = corrupt_dir / str(step), 1
+    while target.exists():
+      target, n = corrupt_dir / f'{step}.{n}', n + 1
+    if paths.is_local(self.directory):
+      shutil.move(self.step_dir(step), target)
+    else:
+      _move_objects(epath.Path(self.step_dir(step)), target)
     self._manager.reload()
     logging.warning('Checkpoint %s is corrupt: %s. Moved it to %s; trying the previous one.',
                     self.step_dir(step), problem, target)
 
   def size_bytes(self) -> int:
     """Bytes on disk of all kept checkpoints."""
-    total = 0
-    for root, _, files in os.walk(self.directory):
-      total += sum(os.path.getsize(os.path.join(root, name)) for name in files)
-    return total
+    directory = epath.Path(self.directory)
+    return sum((directory / name).stat().length for name in _walk(directory))
 
   def close(self) -> None:
     """Waits for pending saves to finish, then releases the manager."""
@@ -197,11 +231,15 @@ class Checkpointer:
 
 
 def saved_steps(directory: str) -> list[int]:
-  """The committed steps in `directory` (temporary directories of unfinished saves excluded)."""
-  if not os.path.isdir(directory):
+  """The committed steps in `directory` (temporary directories of unfinished saves excluded;
+  on object storage, where a step is written in place, those without their commit file)."""
+  directory = epath.Path(directory)
+  if not directory.is_dir():
     return []
-  return sorted(int(name) for name in os.listdir(directory)
-                if name.isdigit() and os.path.isdir(os.path.join(directory, name)))
+  local = paths.is_local(directory)
+  return sorted(int(step.name) for step in directory.iterdir()
+                if step.name.isdigit() and step.is_dir()
+                and (local or (step / _COMMIT_FILE).exists()))
 
 
 def latest_params(directory: str, abstract_params: Any) -> tuple[Any, int]:
@@ -235,7 +273,7 @@ def params_at_step(directory: str, abstract_params: Any, step: int) -> Any:
   with ocp.Checkpointer(ocp.PyTreeCheckpointHandler(multiprocessing_options=alone),
                         multiprocessing_options=alone) as reader:
     restored = reader.restore(
-        os.path.join(os.path.abspath(directory), str(step), 'state'),
+        paths.absolute(directory) / str(step) / 'state',
         args=ocp.args.PyTreeRestore(
             target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
             partial_restore=True))

@@ -12,6 +12,8 @@
       plots/           PNG pictures (experiments.plot)
       profile/         jax.profiler trace of config.profile's steps (TensorBoard, Perfetto)
 
+A workdir may be local or gs://bucket/...: every file goes through `bigmodel_jax.paths`.
+
 Every read is validated: a missing or damaged file is a `UserInputError` naming it, never a
 traceback from the JSON parser.
 """
@@ -20,7 +22,9 @@ import json
 import os
 from typing import Any
 
+from etils import epath
 
+from bigmodel_jax import paths
 from bigmodel_jax.config import Config
 from bigmodel_jax.data import DataSpec, SpecError
 from bigmodel_jax.errors import UserInputError
@@ -51,18 +55,14 @@ _RETRAIN = 'train the run again with python -m experiments.train'
 
 
 def write_json(path: str, value: Any) -> None:
-  """Writes atomically (temp file + rename): a reader never sees half a file."""
-  tmp = path + '.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    json.dump(value, f, indent=2)
-  os.replace(tmp, path)
+  """Writes atomically: a reader never sees half a file."""
+  paths.write_atomic(path, json.dumps(value, indent=2))
 
 
 def read_json(path: str) -> Any:
   """The JSON value in `path`; a missing or damaged file is a UserInputError naming it."""
   try:
-    with open(path, encoding='utf-8') as f:
-      return json.load(f)
+    return json.loads(epath.Path(path).read_text(encoding='utf-8'))
   except FileNotFoundError:
     raise UserInputError(f'{path} is missing') from None
   except (OSError, UnicodeDecodeError, ValueError) as e:
@@ -75,7 +75,7 @@ def _first_line(error: Exception) -> str:
 
 
 def has_run(workdir: str) -> bool:
-  return os.path.exists(os.path.join(workdir, CONFIG))
+  return epath.Path(workdir, CONFIG).exists()
 
 
 def read_config(workdir: str) -> Config:

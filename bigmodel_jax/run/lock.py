@@ -2,7 +2,8 @@
 
 The kernel releases a flock when its process dies, however it dies (SIGKILL included), so a
 lock left behind by a dead process is simply taken; only a live holder keeps others out.
-flock is reliable on local disks; on some network filesystems it is not enforced.
+flock is reliable on local disks; on some network filesystems it is not enforced. A workdir in a
+bucket (gs://) has no flock: its lock is a lease object (run.bucket_lock).
 """
 
 import fcntl
@@ -11,6 +12,7 @@ import socket
 
 from absl import logging
 
+from bigmodel_jax import paths
 from bigmodel_jax.errors import UserInputError
 from bigmodel_jax.run import files
 
@@ -48,13 +50,33 @@ class Flock:
 
 
 class WorkdirLock:
-  """Context manager holding the lock of `workdir` (which must exist); the file names its holder."""
+  """Context manager holding the lock of `workdir` (which must exist): a flock locally, a lease
+  object in a bucket. A second holder is refused with a UserInputError naming the first."""
+
+  def __init__(self, workdir: str):
+    if paths.is_local(workdir):
+      self._lock = _LocalWorkdirLock(workdir)
+    else:
+      from bigmodel_jax.run import bucket_lock  # pylint: disable=import-outside-toplevel  (cloud client)
+      self._lock = bucket_lock.BucketLock(os.path.join(workdir, files.LOCK), workdir)
+    self.path = self._lock.path
+
+  def __enter__(self) -> 'WorkdirLock':
+    self._lock.__enter__()
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self._lock.__exit__(*exc_info)
+
+
+class _LocalWorkdirLock:
+  """The flock of a local workdir; the file names its holder."""
 
   def __init__(self, workdir: str):
     self._lock = Flock(os.path.join(workdir, files.LOCK))
     self.path = self._lock.path
 
-  def __enter__(self) -> 'WorkdirLock':
+  def __enter__(self) -> '_LocalWorkdirLock':
     if not self._lock.acquire(blocking=False):
       with open(self.path, encoding='utf-8', errors='replace') as f:
         holder = f.read(200).strip() or 'another process'

@@ -43,6 +43,10 @@ def open_storage(url: str | None, sweepdir: str) -> optuna.storages.BaseStorage:
   """The storage `url` names (None: the journal file in `sweepdir`, which must exist)."""
   if url is None:
     return _journal(os.path.join(sweepdir, JOURNAL))
+  if url.startswith('gs://'):
+    raise UserInputError('is in a bucket: a journal file needs a file lock, which object storage '
+                         'lacks; give an RDB URL (postgresql://USER@HOST/DB) that every worker '
+                         'reaches', subject='storage', value=url)
   if '://' not in url:
     if not os.path.isdir(os.path.dirname(os.path.abspath(url))):
       raise UserInputError('cannot be opened: its directory does not exist', subject='storage',

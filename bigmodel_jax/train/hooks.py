@@ -8,7 +8,9 @@ what the logging and evaluation hooks of that step recorded.
 
 import dataclasses
 import os
+import shutil
 import signal
+import tempfile
 import time
 from typing import Any, Callable, Protocol
 
@@ -17,6 +19,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from bigmodel_jax import cost
+from bigmodel_jax import paths
 from bigmodel_jax.errors import NonFiniteError
 from bigmodel_jax.run.checkpoint import Checkpointer
 from bigmodel_jax.train.log_interval import LogInterval
@@ -204,6 +207,8 @@ class Profile:
 
   def __post_init__(self):
     self._annotation = None
+    # jax.profiler writes local files only: a trace for a gs:// logdir is written here first.
+    self._local_dir: str | None = None
 
   @property
   def last_step(self) -> int:
@@ -236,8 +241,11 @@ class Profile:
   def _start(self, loop: LoopState) -> None:
     jax.block_until_ready(loop.state)  # the steps before are not in the trace
     start = time.perf_counter()
-    os.makedirs(self.logdir, exist_ok=True)
-    jax.profiler.start_trace(self.logdir, create_perfetto_trace=True)
+    if paths.is_local(self.logdir):
+      os.makedirs(self.logdir, exist_ok=True)
+    else:
+      self._local_dir = tempfile.mkdtemp(prefix='profile-')
+    jax.profiler.start_trace(self._local_dir or self.logdir, create_perfetto_trace=True)
     loop.paused_seconds += time.perf_counter() - start
     self.active = True
     self._annotation = jax.profiler.StepTraceAnnotation('train', step_num=loop.step + 1)
@@ -251,6 +259,10 @@ class Profile:
       self._annotation.__exit__(None, None, None)
       self._annotation = None
     jax.profiler.stop_trace()
+    if self._local_dir is not None:
+      paths.upload_tree(self._local_dir, self.logdir)
+      shutil.rmtree(self._local_dir)
+      self._local_dir = None
     self.active = False
 
 

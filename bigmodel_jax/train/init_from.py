@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from etils import epath
 from flax import traverse_util
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -108,7 +109,7 @@ def plan(config: Config, model: nn.Module, spec: DataSpec) -> Plan:
   """
   workdir, step = parse_source(config.init.workdir)
   value = config.init.workdir
-  if not os.path.isdir(workdir):
+  if not epath.Path(workdir).is_dir():
     raise UserInputError(f'{_FIELD}={value!r}: no such directory')
   try:
     source = trained.load_run(workdir)

@@ -32,11 +32,13 @@ import jax
 import jax.numpy as jnp
 import optax
 from absl import logging
+from etils import epath
 
 from bigmodel_jax import config as config_lib
 from bigmodel_jax import cost
 from bigmodel_jax import data
 from bigmodel_jax import models
+from bigmodel_jax import paths
 from bigmodel_jax import tasks
 from bigmodel_jax.errors import Preempted
 from bigmodel_jax.parallel import rules
@@ -232,7 +234,7 @@ def train_and_evaluate(config: Any, workdir: str, *,
 
   # 2. Workdir (one run at a time), resume or init. In a multi-host run the hosts share the
   # workdir, so only process 0 takes its lock.
-  os.makedirs(workdir, exist_ok=True)
+  paths.makedirs(workdir)
   lock = WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
   with lock, PreemptionWatcher() as preemption:
     return _run_in_workdir(parts, workdir, train_iter, preemption, hooks, init_plan)
@@ -253,7 +255,7 @@ def _run_in_workdir(parts: RunParts, workdir: str, train_iter, preemption: Preem
   state, data_state, log_state = _restore_or_init(checkpointer, strategy, parts.init,
                                                      init_plan)
   start_step = int(state.step)
-  if start_step >= parts.num_steps and os.path.exists(os.path.join(workdir, files.SUMMARY)):
+  if start_step >= parts.num_steps and epath.Path(workdir, files.SUMMARY).exists():
     checkpointer.close()
     logging.info('Run in %s already finished at step %d.', workdir, start_step)
     return {**files.read_summary(workdir), 'already_finished': True}

@@ -1,6 +1,7 @@
 """What checkpoints cost: save and restore time, and the throughput lost to saving.
 
     python -m experiments.benchmarks.checkpoint [--model=transformer] [--trials=3] [--blocks=6]
+        [--directory=gs://bucket/bench]
 
 For the model's default config (experiments/configs/<model>.py), with the optimizer state filled
 with noise as after training (zeros would compress to nothing):
@@ -10,13 +11,17 @@ with noise as after training (zeros would compress to nothing):
     alternating blocks of --block_steps steps in one process, so that other load hits both alike.
 """
 
+import contextlib
 import importlib
+import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 
 import jax
 from absl import flags
+from etils import epath
 
 from bigmodel_jax import data
 from bigmodel_jax.train import loop
@@ -29,6 +34,9 @@ _MODEL = flags.DEFINE_string('model', 'transformer', 'Config to measure.')
 _TRIALS = flags.DEFINE_integer('trials', 3, 'Save/restore trials.', lower_bound=1)
 _BLOCKS = flags.DEFINE_integer('blocks', 6, 'Blocks with and without saves each.', lower_bound=1)
 _BLOCK_STEPS = flags.DEFINE_integer('block_steps', 20, 'Steps per block.', lower_bound=1)
+_DIRECTORY = flags.DEFINE_string('directory', None, 'Where the save/restore trials write (a '
+                                 'local folder or gs://...; emptied after each): default a '
+                                 'temporary local folder.')
 _SAVE_EVERY = flags.DEFINE_integer('save_every', 10, 'Steps between saves in the saving blocks.',
                                    lower_bound=1)
 
@@ -39,10 +47,23 @@ def _with_noise(tree):
       if x.dtype == 'float32' else x, tree)
 
 
+@contextlib.contextmanager
+def _trial_directory(trial: int) -> Iterator[str]:
+  if _DIRECTORY.value is None:
+    with tempfile.TemporaryDirectory() as directory:
+      yield directory
+    return
+  directory = epath.Path(_DIRECTORY.value, f'trial{trial}')
+  try:
+    yield os.fspath(directory)
+  finally:
+    directory.rmtree(missing_ok=True)
+
+
 def save_and_restore(parts: loop.RunParts, state, log_state) -> None:
   abstract = parts.strategy.abstract_state(parts.init)
   for trial in range(_TRIALS.value):
-    with tempfile.TemporaryDirectory() as directory:
+    with _trial_directory(trial) as directory:
       checkpointer = Checkpointer(directory, keep=1)
       start = time.perf_counter()
       checkpointer.save(1, state, **{hooks.DATA_POSITION: {'position': 0}, hooks.LOG_INTERVAL: log_state})

@@ -30,3 +30,12 @@ def test_unknown_model_exits_2():
   result = _run('--model=resnet')
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1].startswith("error: --model='resnet' is unknown")
+
+
+def test_save_and_restore_trials_in_a_bucket(gcs_bucket):
+  from etils import epath  # pylint: disable=import-outside-toplevel
+  result = _run('--model=mlp', '--trials=1', '--blocks=1', '--block_steps=2', '--save_every=2',
+                f'--directory={gcs_bucket}/bench')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert re.fullmatch(r'trial 0: [\d.]+ MB; save blocks .*', result.stdout.splitlines()[1])
+  assert list(epath.Path(gcs_bucket).iterdir()) == []  # each trial's checkpoint removed

@@ -144,3 +144,43 @@ def test_the_best_validation_step_is_kept_beside_the_newest(tmp_path):
   checkpointer.close()
   # The newest two (5, 6) and the lowest validation loss (step 2).
   assert checkpoint_lib.saved_steps(str(tmp_path / 'ckpt')) == [2, 5, 6]
+
+
+def test_in_a_bucket_a_truncated_array_object_is_detected_set_aside_and_previous_used(
+    gcs_bucket, caplog):
+  from etils import epath  # pylint: disable=import-outside-toplevel
+  directory = f'{gcs_bucket}/run/checkpoints'
+  _save_steps(directory, [1, 2])
+  assert checkpoint_lib.saved_steps(directory) == [1, 2]
+  newest = epath.Path(directory, '2')
+  manifest = json.loads((newest / checkpoint_lib.MANIFEST).read_text())
+  name = max(manifest, key=lambda n: manifest[n]['bytes'])
+  chunk = (newest / name).read_bytes()
+  (newest / name).write_bytes(chunk[:len(chunk) // 2])  # an object rewritten with half its bytes
+
+  with caplog.at_level(logging.WARNING):
+    step, state, _, _ = _restore(directory)
+  assert step == 1
+  np.testing.assert_array_equal(state.params['w'], np.arange(1000.0))
+  assert (f'Checkpoint {directory}/2 is corrupt: {name} has {len(chunk) // 2} bytes, '
+          f'{len(chunk)} were written') in caplog.text
+  # Set aside whole (every object, the damaged one as it was found), never deleted.
+  aside = epath.Path(f'{directory}{checkpoint_lib.CORRUPT_SUFFIX}', '2')
+  assert (aside / name).read_bytes() == chunk[:len(chunk) // 2]
+  assert (aside / checkpoint_lib.MANIFEST).exists()
+  assert checkpoint_lib.saved_steps(directory) == [1]
+  assert not newest.exists()
+
+
+def test_in_a_bucket_a_quarantine_interrupted_after_the_commit_file_leaves_no_readable_step(
+    gcs_bucket):
+  from etils import epath  # pylint: disable=import-outside-toplevel
+  directory = f'{gcs_bucket}/run/checkpoints'
+  _save_steps(directory, [1, 2])
+  # Killed inside the quarantine of step 2: its objects copied aside, its commit file deleted,
+  # the rest not yet.
+  (epath.Path(directory, '2') / 'commit_success.txt').unlink()
+  assert checkpoint_lib.saved_steps(directory) == [1]
+  step, _, _, _ = _restore(directory)
+  assert step == 1
+  assert not epath.Path(directory, '2').exists()  # Orbax removed the uncommitted step

@@ -40,9 +40,9 @@ def _space_file(tmp_path, text=SPACE):
   return str(path)
 
 
-def _study(sweepdir):
+def _study(sweepdir, storage=None):
   return optuna.load_study(study_name=os.path.basename(sweepdir),
-                           storage=study_lib.open_storage(None, sweepdir))
+                           storage=study_lib.open_storage(storage, sweepdir))
 
 
 def test_pruning_stops_a_clearly_bad_trial_early_and_results_rank_the_rest(tmp_path):
@@ -91,6 +91,8 @@ def test_pruning_stops_a_clearly_bad_trial_early_and_results_rank_the_rest(tmp_p
                                   '(config.model has: activation, dropout_rate'),
     (['--sampler=bayes'], 'value should be one of'),
     (['--storage=sqlite:////nonexistent/dir/study.db'], 'cannot be opened: OperationalError'),
+    (['--storage=gs://bucket/study.journal'],
+     'error: --storage=gs://bucket/study.journal: is in a bucket: a journal file needs a file lock'),
     (['--metric=validation.perplexity'], 'is not reported by classification runs'),
     (['--sampler=grid', '--trials=7'], 'more than the 6 points of the grid'),
 ])
@@ -113,6 +115,16 @@ def test_bad_input_is_one_error_line_exit_2_and_writes_nothing(tmp_path, args, m
   assert not sweepdir.exists()
 
 
+def test_sweepdir_in_a_bucket_is_refused_in_one_line(tmp_path):
+  result = run_module('experiments.sweep', f'--space={_space_file(tmp_path)}', '--trials=2',
+                      '--sweepdir=gs://bucket/sweep', *TINY)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.strip().splitlines() == [
+      'error: --sweepdir=gs://bucket/sweep: is in a bucket: a sweep directory holds the trial '
+      'claims, which are file locks that object storage lacks; give a directory every worker '
+      'sees (NFS, Filestore)']
+
+
 def _sweep(sweepdir, space, trials, *extra, stderr=subprocess.PIPE) -> subprocess.Popen:
   return subprocess.Popen(
       [sys.executable, '-m', 'experiments.sweep', f'--space={space}', f'--trials={trials}',
@@ -122,10 +134,14 @@ def _sweep(sweepdir, space, trials, *extra, stderr=subprocess.PIPE) -> subproces
 
 
 @pytest.mark.slow  # two sweep processes of two trials each
-def test_two_workers_on_one_storage_run_distinct_trials_of_one_study(tmp_path):
+@pytest.mark.parametrize('server', ['sqlite', 'postgresql'])
+def test_two_workers_on_one_storage_run_distinct_trials_of_one_study(tmp_path, request, server):
   space = _space_file(tmp_path)
   sweepdir = str(tmp_path / 'sweep')
-  storage = f"sqlite:///{tmp_path / 'study.db'}"  # any storage URL; the default is a journal
+  # Any storage URL (the default is a journal); PostgreSQL is what hosts without a shared
+  # filesystem use.
+  storage = (request.getfixturevalue('postgres_url') if server == 'postgresql'
+             else f"sqlite:///{tmp_path / 'study.db'}")
   workers = [_sweep(sweepdir, space, 4, f'--storage={storage}', f'--seed={seed}')
              for seed in (1, 2)]
   outputs = [w.communicate(timeout=600) for w in workers]
@@ -147,10 +163,14 @@ def _newest_checkpoint(workdir) -> int:
 
 
 @pytest.mark.slow  # two sweep commands of two trials each: about half a minute on 2 cores
-def test_sigkill_mid_trial_then_rerun_resumes_that_trial_and_ends_with_n_trials(tmp_path):
+@pytest.mark.parametrize('server', ['journal', 'postgresql'])
+def test_sigkill_mid_trial_then_rerun_resumes_that_trial_and_ends_with_n_trials(
+    tmp_path, request, server):
   space = _space_file(tmp_path)
   sweepdir = str(tmp_path / 'sweep')
-  more = ['--config.num_steps=60', '--config.checkpoint_every=10']
+  storage = request.getfixturevalue('postgres_url') if server == 'postgresql' else None
+  more = ['--config.num_steps=60', '--config.checkpoint_every=10',
+          *([f'--storage={storage}'] if storage else [])]
   first = _sweep(sweepdir, space, 2, *more, stderr=subprocess.DEVNULL)
   trial = os.path.join(sweepdir, 'trials', '1')
   deadline = time.time() + 600
@@ -160,7 +180,7 @@ def test_sigkill_mid_trial_then_rerun_resumes_that_trial_and_ends_with_n_trials(
   first.wait()
   killed_at = _newest_checkpoint(trial)
   assert 20 <= killed_at < 60, killed_at  # mid-trial, after a checkpoint
-  states = [t.state.name for t in _study(sweepdir).get_trials()]
+  states = [t.state.name for t in _study(sweepdir, storage).get_trials()]
   assert states == ['COMPLETE', 'RUNNING'], states
 
   rerun = _sweep(sweepdir, space, 2, *more)
@@ -168,7 +188,7 @@ def test_sigkill_mid_trial_then_rerun_resumes_that_trial_and_ends_with_n_trials(
   assert rerun.returncode == 0, err[-3000:]
   assert 'Trial 1 resumes (it was interrupted)' in err, err[-3000:]
   assert f"Resuming from {os.path.join(trial, 'checkpoints')} step {killed_at}" in err
-  trials = _study(sweepdir).get_trials()
+  trials = _study(sweepdir, storage).get_trials()
   assert [(t.number, t.state.name) for t in trials] == [(0, 'COMPLETE'), (1, 'COMPLETE')]
   assert 'this process ran 1: 1' in out  # trial 0 was not run again
   records = [json.loads(line) for line in open(os.path.join(trial, 'metrics.jsonl'))]

@@ -229,3 +229,15 @@ def _lm(path, **model):
   config.strategy = 'single'
   config.model.update(model)
   return config
+
+
+def test_a_source_run_in_a_bucket_initialises_a_run_in_a_bucket(gcs_bucket):
+  source, workdir = f'{gcs_bucket}/source', f'{gcs_bucket}/tuned'
+  train_and_evaluate(_tiny(), source)
+  config = _tiny(**{'init.workdir': f'{source}:3', 'optimizer.freeze': ('^(?!head/)',)})
+  train_and_evaluate(config, workdir)
+  src = _flat(trained_lib.load_trained(source).params)
+  got = _flat(trained_lib.load_trained(workdir).params)
+  for path in got:  # the frozen trunk is the source's, read from the bucket
+    if not path.startswith('head/'):
+      np.testing.assert_array_equal(got[path], src[path], err_msg=path)

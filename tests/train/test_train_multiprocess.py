@@ -16,6 +16,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from etils import epath
 
 from bigmodel_jax.run import trained as trained_lib
 from conftest import REPO
@@ -52,9 +53,9 @@ def _finish(process: subprocess.Popen) -> str:
   return out
 
 
-def _two_processes(workdir: str, *args: str) -> list[str]:
+def _two_processes(workdir: str, *args: str, devices: int = 2) -> list[str]:
   port = _free_port()
-  processes = [_start(workdir, 2, *args, f'--coordinator_address=localhost:{port}',
+  processes = [_start(workdir, devices, *args, f'--coordinator_address=localhost:{port}',
                       '--num_processes=2', f'--process_id={i}') for i in range(2)]
   return [_finish(p) for p in processes]
 
@@ -84,6 +85,29 @@ def test_two_processes_match_one(tmp_path, strategy, fsdp):
   assert abs(summary['validation']['loss'] - one_eval['loss']) < 1e-6
 
 
+@pytest.mark.slow
+def test_two_processes_of_four_devices_share_one_workdir_in_a_bucket(tmp_path, gcs_bucket):
+  one = _start(str(tmp_path / 'one'), 1)
+  workdir = f'{gcs_bucket}/two'
+  # Stopped at step 3 and resumed from the bucket, as after a preemption of both hosts.
+  _two_processes(workdir, '--config.strategy=mesh', '--config.num_steps=3', devices=4)
+  outputs = _two_processes(workdir, '--config.strategy=mesh', devices=4)
+  _finish(one)
+  assert '"validation"' in outputs[0] and '"validation"' not in outputs[1]
+  summary = json.loads(epath.Path(workdir, 'summary.json').read_text())
+  assert summary['cost']['num_processes'] == 2 and summary['cost']['num_devices'] == 8
+  # Process 0 alone writes the run files; each process writes its own checkpoint shards.
+  assert sorted(p.name for p in epath.Path(workdir).iterdir()) == [
+      'checkpoints', 'config.json', 'dataset.json', 'metrics.jsonl', 'plots', 'summary.json',
+      'tensorboard']
+  assert len(list(epath.Path(workdir, 'tensorboard').iterdir())) == 2  # one per run, process 0's
+  state = epath.Path(workdir, 'checkpoints', '6', 'state')
+  assert {'ocdbt.process_0', 'ocdbt.process_1'} <= {p.name for p in state.iterdir()}
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6),
+               trained_lib.load_trained(str(tmp_path / 'one')).params,
+               trained_lib.load_trained(workdir).params)
+
+
 def test_incomplete_process_flags_exit_2_with_one_line(tmp_path):
   process = _start(str(tmp_path / 'run'), 1, '--coordinator_address=localhost:1234')
   out, err = process.communicate(timeout=120)
@@ -94,16 +118,18 @@ def test_incomplete_process_flags_exit_2_with_one_line(tmp_path):
   assert not (tmp_path / 'run').exists()
 
 
-def test_sigterm_to_one_process_stops_both_at_the_same_saved_step(tmp_path):
-  workdir = str(tmp_path / 'run')
+@pytest.mark.parametrize('place', ['local', pytest.param('bucket', marks=pytest.mark.slow)])
+def test_sigterm_to_one_process_stops_both_at_the_same_saved_step(tmp_path, request, place):
+  workdir = (f"{request.getfixturevalue('gcs_bucket')}/run" if place == 'bucket'
+             else str(tmp_path / 'run'))
   port = _free_port()
   processes = [_start(workdir, 1, '--config.num_steps=100000', '--config.eval_every=100000',
                       '--config.checkpoint_every=100000', '--config.preemption_sync_every=2',
                       f'--coordinator_address=localhost:{port}', '--num_processes=2',
                       f'--process_id={i}') for i in range(2)]
-  metrics = os.path.join(workdir, 'metrics.jsonl')
+  metrics = epath.Path(workdir, 'metrics.jsonl')
   deadline = time.time() + 180
-  while not (os.path.exists(metrics) and open(metrics).read().count('"train"') >= 2):
+  while not (metrics.exists() and metrics.read_text().count('"train"') >= 2):
     assert time.time() < deadline and all(p.poll() is None for p in processes)
     time.sleep(0.05)
   processes[1].send_signal(signal.SIGTERM)  # process 0 never sees a signal
