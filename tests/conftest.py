@@ -38,6 +38,21 @@ def error_line(result: subprocess.CompletedProcess) -> str:
   return line
 
 
+def last_logged_step(workdir: str) -> int:
+  """The step of the newest record in a running command's metrics.jsonl (0 before the first)."""
+  import json  # pylint: disable=import-outside-toplevel
+  try:
+    lines = open(os.path.join(workdir, 'metrics.jsonl')).read().splitlines()
+  except FileNotFoundError:
+    return 0
+  for line in reversed(lines):
+    try:
+      return json.loads(line)['step']
+    except ValueError:  # a line being written
+      continue
+  return 0
+
+
 def train_until_crash(config, workdir: str, step: int) -> None:
   """Trains `config` in `workdir` until an exception raised after step `step` ends the run."""
   import pytest  # pylint: disable=import-outside-toplevel

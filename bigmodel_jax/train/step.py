@@ -46,7 +46,7 @@ def make_train_step(model: nn.Module, task: Task, tx: optax.GradientTransformati
   per-example gradients; the sums over micro-batches and devices get the Gaussian noise once,
   from a key that does not depend on the device, and are divided by the expected batch size.
 
-  `perturb` (see robust/training.py) makes each (micro-)batch's inputs from the current params
+  `perturb` (see train/adversarial.py) makes each (micro-)batch's inputs from the current params
   before the loss, with a key derived from the step's; no gradient flows through it.
   """
 

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import REPO
+from conftest import REPO, last_logged_step
 
 # Three runs of the real command (about a minute on 2 cores).
 pytestmark = pytest.mark.slow
@@ -34,18 +34,6 @@ def _start(workdir, stderr_path) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=stderr)
 
 
-def _logged_round(workdir) -> int:
-  try:
-    lines = open(os.path.join(workdir, 'metrics.jsonl')).read().splitlines()
-  except FileNotFoundError:
-    return 0
-  for line in reversed(lines):
-    try:
-      return json.loads(line)['step']
-    except ValueError:  # a line being written
-      continue
-  return 0
-
 
 def _final(workdir):
   manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
@@ -63,7 +51,7 @@ def test_sigterm_saves_exits_143_and_the_rerun_continues_exactly(tmp_path):
   assert _start(reference, tmp_path / 'straight.stderr').wait(timeout=300) == 0
   workdir = str(tmp_path / 'run')
   proc = _start(workdir, tmp_path / 'run.stderr')
-  while proc.poll() is None and _logged_round(workdir) < 10:
+  while proc.poll() is None and last_logged_step(workdir) < 10:
     time.sleep(0.002)
   proc.send_signal(signal.SIGTERM)
   status = proc.wait(timeout=300)

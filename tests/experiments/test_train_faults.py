@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import REPO
+from conftest import REPO, last_logged_step
 
 # Each case trains, kills and reruns the real command several times (about 2 minutes in all
 # on 2 cores): run them with `pytest -m slow`.
@@ -49,23 +49,11 @@ def _run(workdir) -> str:
   return open(stderr_path).read()
 
 
-def _logged_step(workdir) -> int:
-  try:
-    lines = open(os.path.join(workdir, 'metrics.jsonl')).read().splitlines()
-  except FileNotFoundError:
-    return 0
-  for line in reversed(lines):
-    try:
-      return json.loads(line)['step']
-    except ValueError:  # a line being written
-      continue
-  return 0
-
 
 def _interrupt_at(workdir, step: int, sig: int) -> tuple[int, str]:
   """Starts the run, sends `sig` once it has logged `step`; returns exit status and stderr."""
   proc, stderr_path = _start(workdir)
-  while proc.poll() is None and _logged_step(workdir) < step:
+  while proc.poll() is None and last_logged_step(workdir) < step:
     time.sleep(0.002)
   if proc.poll() is None:
     proc.send_signal(sig)
@@ -108,12 +96,12 @@ def test_sigkill_at_random_steps_then_resume_is_bit_exact(tmp_path, reference):
   workdir = str(tmp_path / 'run')
   kills = []
   while len(kills) < KILLS:
-    target = _logged_step(workdir) + rng.randint(1, 8)
+    target = last_logged_step(workdir) + rng.randint(1, 8)
     if target > NUM_STEPS - 5:  # the kill must land before the run ends
       break
     status, stderr = _interrupt_at(workdir, target, signal.SIGKILL)
     assert status == -signal.SIGKILL, (seed, kills, stderr[-3000:])
-    kills.append((target, _logged_step(workdir)))
+    kills.append((target, last_logged_step(workdir)))
     if len(kills) > 1:  # the killed run's flock died with it; its name stayed in the lock file
       assert 'Taking over the lock of process' in stderr, stderr[-3000:]
   checkpoints = os.path.join(workdir, 'checkpoints')

@@ -18,14 +18,14 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
+from bigmodel_jax import tasks
+from bigmodel_jax.config import MeshConfig
 from bigmodel_jax.infer.generate import generate
 from bigmodel_jax.models.transformer import TransformerConfig, TransformerLM, stack_layers
 from bigmodel_jax.parallel import rules
-from bigmodel_jax.config import MeshConfig
 from bigmodel_jax.run.checkpoint import Checkpointer
 from bigmodel_jax.train import step as step_lib
 from bigmodel_jax.train import strategies
-from bigmodel_jax.train import tasks
 from bigmodel_jax.train.state import create_train_state
 
 VOCAB, LENGTH, BATCH, STEPS = 64, 16, 8, 20
