@@ -374,7 +374,10 @@ class ModelSection(Mapping):
     if unknown:
       raise UserInputError(f'unknown config.model field(s) {", ".join(unknown)} for model '
                            f'{name!r}; valid fields: {", ".join(valid)}')
-    self._fields = {'name': name, **{k: _tuples(v) for k, v in fields.items()}}
+    # Typed by the model's config class; its own checks (ranges, choices) run when it is built.
+    hints = typing.get_type_hints(models.MODELS[name][1])
+    self._fields = {'name': name, **{k: _convert(hints[k], _tuples(v), f'config.model.{k}')
+                                     for k, v in fields.items()}}
 
   @classmethod
   def from_dict(cls, value: Mapping[str, Any], path: str = 'config.model') -> 'ModelSection':
@@ -589,6 +592,8 @@ def _build(cls: type, value: Any, path: str) -> Any:
 
 
 _KINDS = {int: 'an integer', float: 'a number', bool: 'True or False', str: 'a string'}
+_CHECKS = {int: _is_int, float: _is_real, bool: lambda v: isinstance(v, bool),
+           str: lambda v: isinstance(v, str)}
 
 
 def _convert(hint: Any, value: Any, path: str) -> Any:
@@ -597,8 +602,13 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
   if origin in (types.UnionType, typing.Union):
     if value is None and type(None) in args:
       return None
-    (inner,) = [a for a in args if a is not type(None)]
-    return _convert(inner, value, path)
+    options = [a for a in args if a is not type(None)]
+    for option in options[:-1]:  # the first type the value has (e.g. a mesh rule's axes)
+      try:
+        return _convert(option, value, path)
+      except UserInputError:
+        continue
+    return _convert(options[-1], value, path)
   if hint is ModelSection:
     return value if isinstance(value, ModelSection) else ModelSection.from_dict(
         _mapping(value, path), path)
@@ -616,9 +626,10 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
     if len(args) != len(value):
       raise UserInputError(f'{path} must be a tuple of {len(args)}, got {value!r}')
     return tuple(_convert(a, v, f'{path}[{i}]') for i, (a, v) in enumerate(zip(args, value)))
-  ok = {int: _is_int, float: _is_real, bool: lambda v: isinstance(v, bool),
-        str: lambda v: isinstance(v, str)}[hint](value)
-  if not ok:
+  check = _CHECKS.get(hint)
+  if check is None:  # a type the config does not check (a model's dtype): its class does
+    return value
+  if not check(value):
     raise UserInputError(f'{path} must be {_KINDS[hint]}, got {value!r}')
   return float(value) if hint is float else value
 

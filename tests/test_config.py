@@ -119,3 +119,22 @@ def test_flatten_leaves_out_absent_optional_sections():
   flat = config_lib.flatten(config.to_dict())
   assert flat['optimizer.learning_rate'] == 1e-3 and flat['init.include'] == []
   assert not any(key.startswith(('sample', 'federated', 'tasks')) for key in flat)
+
+
+def test_model_fields_are_typed_by_the_models_config_class():
+  with pytest.raises(UserInputError, match=r"^config.model.hidden_sizes\[0\] must be an integer, "
+                                           r"got 'abc'$"):
+    Config.from_dict({'model': {'name': 'mlp', 'hidden_sizes': ['abc']}})
+  with pytest.raises(UserInputError, match=r"^config.model.num_layers must be an integer"):
+    Config.from_dict({'model': {'name': 'transformer', 'num_layers': '2'}})
+  model = Config.from_dict({'model': {'name': 'transformer', 'lora_alpha': 8,
+                                      'dtype': 'bfloat16'}}).model
+  assert model.lora_alpha == 8.0 and model.dtype == 'bfloat16'  # the class converts dtypes
+
+
+def test_mesh_rules_take_an_axis_a_tuple_of_axes_or_none():
+  mesh = Config.from_dict(_minimal(mesh={'tensor': 2, 'rules': [
+      ['mlp', 'tensor'], ['embed', ['fsdp', 'data']], ['heads', None]]})).mesh
+  assert mesh.rules == (('mlp', 'tensor'), ('embed', ('fsdp', 'data')), ('heads', None))
+  with pytest.raises(UserInputError, match=r'^config.mesh.rules has \(.mlp., .model.\)'):
+    Config.from_dict(_minimal(mesh={'rules': [['mlp', 'model']]}))
