@@ -8,8 +8,8 @@ import tempfile
 
 from absl import flags
 
-from bigmodel_jax.infer.evaluate import evaluate_trained
 from bigmodel_jax.federated.fedavg import train_federated
+from bigmodel_jax.infer.evaluate import evaluate_trained
 from bigmodel_jax.run import trained as trained_lib
 from bigmodel_jax.train.loop import train_and_evaluate
 from experiments import cli
