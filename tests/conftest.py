@@ -38,6 +38,20 @@ def error_line(result: subprocess.CompletedProcess) -> str:
   return line
 
 
+def small_mlp_artifact(directory: str) -> str:
+  """A serving artifact of a small random-weight MLP on the digits spec, exported to `directory`."""
+  # pylint: disable=import-outside-toplevel
+  from bigmodel_jax import data
+  from bigmodel_jax.infer import export
+  from bigmodel_jax.models.mlp import MLP, MLPConfig
+  spec = data.load_dataset('digits', data_dir=None, seq_len=1, tokenizer='char', target=None,
+                           test_fraction=0.2, validation_fraction=0.1, seed=0).spec
+  model = MLP(MLPConfig(num_outputs=spec.num_outputs, hidden_sizes=(16,)))
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), spec.example_inputs())['params']
+  export.export_model(model, params, spec, directory)
+  return directory
+
+
 def last_logged_step(workdir: str) -> int:
   """The step of the newest record in a running command's metrics.jsonl (0 before the first)."""
   import json  # pylint: disable=import-outside-toplevel

@@ -10,5 +10,14 @@ import jax.numpy as jnp
 Batch = dict[str, jax.Array]
 
 
+class TaskBase:
+  """A task's construction from the data: most need only their loss (Classification overrides)."""
+
+  @classmethod
+  def from_spec(cls, spec, loss: str):
+    del spec
+    return cls(loss=loss)
+
+
 def weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
   return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1.0)

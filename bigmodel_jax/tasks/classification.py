@@ -9,11 +9,11 @@ import numpy as np
 
 from bigmodel_jax.tasks import losses
 from bigmodel_jax.tasks import metrics
-from bigmodel_jax.tasks.base import Batch, weighted_mean
+from bigmodel_jax.tasks.base import Batch, TaskBase, weighted_mean
 
 
 @dataclasses.dataclass(frozen=True)
-class Classification:
+class Classification(TaskBase):
   """Integer labels; `loss` is 'cross_entropy' (softmax) or 'binary_cross_entropy' (one-vs-rest)."""
   num_classes: int
   loss: str = 'cross_entropy'

@@ -9,11 +9,11 @@ import numpy as np
 
 from bigmodel_jax.tasks import losses
 from bigmodel_jax.tasks import metrics
-from bigmodel_jax.tasks.base import Batch, weighted_mean
+from bigmodel_jax.tasks.base import Batch, TaskBase, weighted_mean
 
 
 @dataclasses.dataclass(frozen=True)
-class LanguageModeling:
+class LanguageModeling(TaskBase):
   """Next-token prediction; every position of every real sequence counts once."""
   loss: str = 'cross_entropy'
   name = 'language_modeling'
@@ -21,11 +21,6 @@ class LanguageModeling:
   METRICS = ('loss', 'perplexity', 'bits_per_char', 'accuracy')
   MAXIMIZED = ('accuracy',)
   OUTPUT = 'next-token logits at every position (vocabulary of the tokenizer)'
-
-  @classmethod
-  def from_spec(cls, spec, loss: str) -> 'LanguageModeling':
-    del spec
-    return cls(loss)
 
   def loss_and_metrics(self, logits: jax.Array, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
     token_weights = jnp.broadcast_to(batch['weights'][:, None], batch['targets'].shape)

@@ -8,11 +8,11 @@ import numpy as np
 
 from bigmodel_jax.tasks import losses
 from bigmodel_jax.tasks import metrics
-from bigmodel_jax.tasks.base import Batch, weighted_mean
+from bigmodel_jax.tasks.base import Batch, TaskBase, weighted_mean
 
 
 @dataclasses.dataclass(frozen=True)
-class Regression:
+class Regression(TaskBase):
   """Real-valued targets (B, num_outputs), mean squared error."""
   loss: str = 'mse'
   name = 'regression'
@@ -20,11 +20,6 @@ class Regression:
   METRICS = ('loss', 'mse', 'mae', 'r2')
   MAXIMIZED = ('r2',)
   OUTPUT = 'predicted target values, in the units of the training target'
-
-  @classmethod
-  def from_spec(cls, spec, loss: str) -> 'Regression':
-    del spec
-    return cls(loss)
 
   def loss_and_metrics(self, predictions: jax.Array, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
     loss = weighted_mean(losses.mean_squared_error(predictions, batch['targets']), batch['weights'])

@@ -1,23 +1,13 @@
 """The serving benchmark starts three servers on free loopback ports and prints a row for each
 server and count of clients."""
 
-import jax
 import pytest
-from conftest import run_module
-
-from bigmodel_jax import data
-from bigmodel_jax.infer import export
-from bigmodel_jax.models.mlp import MLP
-from bigmodel_jax.models.mlp import MLPConfig
+from conftest import run_module, small_mlp_artifact
 
 
 @pytest.mark.slow  # three server start-ups; tests/infer/test_server.py covers the server
 def test_prints_a_row_per_setting_and_count_of_clients(tmp_path):
-  spec = data.load_dataset('digits', data_dir=None, seq_len=1, tokenizer='char', target=None,
-                           test_fraction=0.2, validation_fraction=0.1, seed=0).spec
-  model = MLP(MLPConfig(num_outputs=spec.num_outputs, hidden_sizes=(16,)))
-  params = jax.jit(model.init)(jax.random.PRNGKey(0), spec.example_inputs())['params']
-  export.export_model(model, params, spec, str(tmp_path))
+  small_mlp_artifact(str(tmp_path))
   result = run_module('experiments.benchmarks.serve', f'--exported={tmp_path}', '--clients=1',
                       '--clients=2', '--seconds=0.5', '--max_batch=4')
   assert result.returncode == 0, result.stderr[-3000:]
