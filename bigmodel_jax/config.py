@@ -25,7 +25,7 @@ import numbers
 import re
 import types
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Self
 
 from bigmodel_jax.errors import UserInputError
@@ -551,10 +551,11 @@ def marked(config: Config, mark: str) -> tuple[frozenset[str], tuple[str, ...]]:
   return frozenset(fields), tuple(prefixes)
 
 
-def may_differ(path: str, mark: str, config: Config) -> bool:
-  """Whether the dotted field `path` has `mark` (itself or through its section)."""
+def may_differ(mark: str, config: Config) -> Callable[[str], bool]:
+  """`path -> whether the dotted field has mark` (itself or through its section); the marks are
+  read once, for every field a caller asks about."""
   fields, prefixes = marked(config, mark)
-  return path in fields or path.startswith(prefixes)
+  return lambda path: path in fields or path.startswith(prefixes)
 
 
 def as_config(config: Any) -> Config:

@@ -107,8 +107,8 @@ def test_the_resume_and_sweep_marks_are_the_lists_they_replace():
   assert sweep - {'profile', 'sample', 'mesh'} == {
       'data.data_dir', 'log_every', 'checkpoint_every', 'keep_checkpoints',
       'preemption_sync_every', 'strategy', 'fsdp', 'grad_accum_steps'}
-  assert config_lib.may_differ('sample.top_k', config_lib.RESUME, config)
-  assert not config_lib.may_differ('optimizer.learning_rate', config_lib.RESUME, config)
+  may_resume = config_lib.may_differ(config_lib.RESUME, config)
+  assert may_resume('sample.top_k') and not may_resume('optimizer.learning_rate')
   # A model field's mark comes from the model's class: the CNN has no causal attention.
   assert 'model.causal_block_size' not in config_lib.marked(
       config_lib.as_config(cnn.get_config()), config_lib.RESUME)[0]

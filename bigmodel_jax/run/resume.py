@@ -51,8 +51,8 @@ def check_config_change(saved: dict[str, Any], config: config_lib.Config, workdi
     return ', '.join(f"{k}: {'(none)' if a is missing else repr(a)} -> "
                      f"{'(none)' if b is missing else repr(b)}" for k, (a, b) in fields.items())
 
-  unsafe = {k: v for k, v in changed.items()
-            if not config_lib.may_differ(k, config_lib.RESUME, config)}
+  may_differ = config_lib.may_differ(config_lib.RESUME, config)
+  unsafe = {k: v for k, v in changed.items() if not may_differ(k)}
   if unsafe:
     older = any(a is missing for a, _ in unsafe.values())
     raise UserInputError(

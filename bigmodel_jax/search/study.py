@@ -156,9 +156,9 @@ def _check_same(study: optuna.Study, direction: str, config: Config, metric: str
   # Fields marked `sweep` (where the data lives, how a run logs and saves, how a step is split
   # over devices, what is traced) may differ between workers; any other would make the trials
   # incomparable.
+  may_differ = config_lib.may_differ(config_lib.SWEEP, config)
   changed = sorted(k for k in old.keys() | new.keys()
-                   if old.get(k, missing) != new.get(k, missing)
-                   and not config_lib.may_differ(k, config_lib.SWEEP, config))
+                   if old.get(k, missing) != new.get(k, missing) and not may_differ(k))
   if changed:
     described = ', '.join(f'{k}: {old.get(k, "(none)")!r} -> {new.get(k, "(none)")!r}'
                           for k in changed[:5])
